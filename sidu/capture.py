@@ -1,0 +1,70 @@
+"""Capture the output of one layer during a forward pass."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ActivationCapture:
+    """A forward hook that keeps the latest output of one module, while armed.
+
+    The hook stays registered between uses (see :class:`sidu.SIDU`'s context manager) but only
+    records when armed, so the masked forward passes that follow do not keep activations alive.
+    It counts how often the module fires in one armed pass: a module applied twice in one forward
+    pass (a shared activation module, as in some EfficientNet code) has no single output.
+    """
+
+    def __init__(self, module: nn.Module, name: str) -> None:
+        self.name = name
+        self._module = module
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
+        self._armed = False
+        self._outputs: list[torch.Tensor] = []
+
+    @property
+    def attached(self) -> bool:
+        """Whether the hook is registered."""
+        return self._handle is not None
+
+    def attach(self) -> None:
+        """Register the hook (idempotent)."""
+        if self._handle is None:
+            self._handle = self._module.register_forward_hook(self._record)
+
+    def detach(self) -> None:
+        """Remove the hook (idempotent)."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _record(self, _module: nn.Module, _inputs: object, output: object) -> None:
+        if self._armed:
+            self._outputs.append(output)
+
+    def arm(self) -> None:
+        """Start recording the next forward pass."""
+        self._outputs = []
+        self._armed = True
+
+    def take(self) -> torch.Tensor:
+        """Stop recording and return the one 4-D output the layer produced."""
+        self._armed = False
+        outputs, self._outputs = self._outputs, []
+        if not outputs:
+            raise RuntimeError(
+                f"layer {self.name!r} did not run in the model's forward pass; choose a layer "
+                "that the forward pass uses"
+            )
+        if len(outputs) > 1:
+            raise ValueError(
+                f"layer {self.name!r} ran {len(outputs)} times in one forward pass, so it has no "
+                "single output; choose (or wrap into its own module) a layer used once"
+            )
+        output = outputs[0]
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
+            raise ValueError(
+                f"layer {self.name!r} must output a 4-D feature map [B, K, h, w], got {shape}"
+            )
+        return output

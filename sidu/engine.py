@@ -1,0 +1,295 @@
+"""The masked-forward engine shared by SIDU, Score-CAM and RISE.
+
+Every mask-perturbation explainer runs the same loop: for each image ``x_b`` and each of its masks
+``M_{b,k}``, evaluate ``model(x_b * M_{b,k})``. :func:`masked_forward` runs that loop batched
+across masks *and* images, in chunks sized by a memory budget, and never holds more than one chunk
+of masked images. Masks come from a :class:`MaskSource` that produces them chunk by chunk, so an
+explainer only describes its masks (binary feature maps resized with a mirrored border for SIDU,
+normalised activations for Score-CAM, random grids for RISE) and the engine does the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from sidu._validation import check_images, check_model_device
+
+__all__ = [
+    "MaskSource",
+    "TensorMasks",
+    "auto_batch_size",
+    "estimate_bytes_per_image",
+    "forward_context",
+    "masked_forward",
+]
+
+OutputTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+DEFAULT_MEMORY_BUDGET = {"cuda": 2 * 1024**3, "cpu": 1024**3}
+MAX_BATCH = {"cuda": 512, "cpu": 16}
+
+
+@runtime_checkable
+class MaskSource(Protocol):
+    """Masks for each image of a batch, produced on demand, a slice at a time."""
+
+    def num_masks(self, image_index: int) -> int:
+        """Return how many masks image ``image_index`` has."""
+        ...
+
+    def masks(self, image_index: int, start: int, stop: int) -> torch.Tensor:
+        """Return masks ``start:stop`` of one image: ``[n, H, W]`` or ``[n, C, H, W]``."""
+        ...
+
+
+class TensorMasks:
+    """A :class:`MaskSource` over masks already in memory.
+
+    Args:
+        masks: ``[K, H, W]`` or ``[K, C, H, W]`` (the same masks for every image) or
+            ``[B, K, H, W]`` / ``[B, K, C, H, W]`` with ``per_image=True``.
+        per_image: whether the first axis indexes images.
+
+    """
+
+    def __init__(self, masks: torch.Tensor, *, per_image: bool = False) -> None:
+        expected = (4, 5) if per_image else (3, 4)
+        if masks.dim() not in expected:
+            raise ValueError(
+                f"masks must have {expected[0]} or {expected[1]} dimensions "
+                f"({'[B, K, (C,) H, W]' if per_image else '[K, (C,) H, W]'}), got shape "
+                f"{tuple(masks.shape)}"
+            )
+        self._masks = masks
+        self._per_image = per_image
+
+    def num_masks(self, image_index: int) -> int:
+        """Return the number of masks of one image."""
+        return self._masks.shape[1] if self._per_image else self._masks.shape[0]
+
+    def masks(self, image_index: int, start: int, stop: int) -> torch.Tensor:
+        """Return masks ``start:stop`` of one image."""
+        if self._per_image:
+            return self._masks[image_index, start:stop]
+        return self._masks[start:stop]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Masks ``start:stop`` of image ``image_index``: one contiguous part of a chunk."""
+
+    image_index: int
+    start: int
+    stop: int
+
+
+def _chunks(counts: list[int], batch_size: int) -> Iterator[list[_Piece]]:
+    """Split all (image, mask) pairs, image by image, into chunks of at most ``batch_size``."""
+    chunk: list[_Piece] = []
+    room = batch_size
+    for image_index, count in enumerate(counts):
+        start = 0
+        while start < count:
+            stop = min(count, start + room)
+            chunk.append(_Piece(image_index, start, stop))
+            room -= stop - start
+            start = stop
+            if room == 0:
+                yield chunk
+                chunk, room = [], batch_size
+    if chunk:
+        yield chunk
+
+
+def estimate_bytes_per_image(model: nn.Module, image: torch.Tensor) -> int:
+    """Estimate the peak memory one image needs in an inference forward pass of ``model``.
+
+    On CUDA the peak allocation of a one-image forward pass is measured. Elsewhere the estimate is
+    the input plus three times the largest output of any leaf module (a layer's input, its output
+    and one skip connection alive at once), read from forward hooks during a one-image pass.
+
+    Args:
+        model: the network, in the mode it will be run in.
+        image: one input ``[1, C, H, W]`` on the model's device.
+
+    Returns:
+        Bytes per image (at least 1).
+
+    """
+    if image.device.type == "cuda":
+        torch.cuda.synchronize(image.device)
+        before = torch.cuda.memory_allocated(image.device)
+        torch.cuda.reset_peak_memory_stats(image.device)
+        with torch.inference_mode():
+            model(image)
+        torch.cuda.synchronize(image.device)
+        return max(1, torch.cuda.max_memory_allocated(image.device) - before)
+
+    largest = 0
+
+    def record(_module: nn.Module, _inputs: object, output: object) -> None:
+        nonlocal largest
+        if isinstance(output, torch.Tensor):
+            largest = max(largest, output.numel() * output.element_size())
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [leaf.register_forward_hook(record) for leaf in leaves]
+    try:
+        with torch.inference_mode():
+            model(image)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return max(1, image.numel() * image.element_size() + 3 * largest)
+
+
+def auto_batch_size(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    memory_budget: int | None = None,
+    dtype: torch.dtype | None = None,
+) -> int:
+    """Choose how many masked images to forward at once so that a chunk fits ``memory_budget``.
+
+    Args:
+        model: the network.
+        images: the batch to explain (its first image is used for the estimate).
+        memory_budget: bytes one chunk may use; default 2 GiB on CUDA, 1 GiB elsewhere.
+        dtype: the autocast dtype the forward passes will use, if any.
+
+    Returns:
+        A batch size between 1 and 512 (CUDA) or 16 (elsewhere, where larger batches are slower).
+
+    """
+    kind = "cuda" if images.device.type == "cuda" else "cpu"
+    budget = DEFAULT_MEMORY_BUDGET[kind] if memory_budget is None else int(memory_budget)
+    with forward_context(images.device, dtype):
+        per_image = estimate_bytes_per_image(model, images[:1])
+    return int(max(1, min(MAX_BATCH[kind], budget // per_image)))
+
+
+@contextlib.contextmanager
+def forward_context(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+    """Inference mode, plus autocast when ``dtype`` is a reduced precision (bf16/fp16)."""
+    with torch.inference_mode():
+        if dtype in (torch.bfloat16, torch.float16):
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                yield
+        else:
+            yield
+
+
+def masked_forward(
+    model: nn.Module,
+    images: torch.Tensor,
+    masks: MaskSource | torch.Tensor,
+    *,
+    transform: OutputTransform | None = None,
+    batch_size: int | None = None,
+    memory_budget: int | None = None,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[torch.Tensor]:
+    """Evaluate ``model(images[b] * mask)`` for every mask of every image, batched.
+
+    Masked images of all images are packed together into chunks of ``batch_size`` (chosen from
+    ``memory_budget`` when not given); only one chunk of masked images exists at a time. The model
+    runs under :func:`torch.inference_mode` (and autocast for bf16/fp16). It is not moved, and its
+    mode is left as the caller set it.
+
+    Args:
+        model: the network; called on ``[n, C, H, W]`` batches.
+        images: ``[B, C, H, W]`` floating inputs on the model's device.
+        masks: a :class:`MaskSource`, or a tensor ``[K, H, W]``/``[K, C, H, W]`` applied to every
+            image. Mask values may be continuous; masks broadcast over channels when 3-D.
+        transform: applied to each chunk's outputs right after the forward pass, as
+            ``transform(outputs, image_index)`` where ``image_index[i]`` is the image of row
+            ``i``; use it to reduce outputs early (e.g. softmax and pick a class).
+        batch_size: masked images per forward pass; ``None`` chooses it from ``memory_budget``.
+        memory_budget: bytes a chunk may use when ``batch_size`` is ``None``.
+        dtype: ``torch.bfloat16``/``torch.float16`` to run under autocast; ``None`` or the
+            images' dtype runs in full precision.
+        channels_last: pass chunks in channels-last memory format (useful on CUDA with a
+            channels-last model).
+        progress: called with the number of images forwarded after each chunk.
+
+    Returns:
+        One tensor per image: the (transformed) outputs of its masks, in mask order.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+        >>> images = torch.rand(2, 3, 2, 2)
+        >>> out = masked_forward(model, images, torch.ones(5, 2, 2))
+        >>> [tuple(o.shape) for o in out]
+        [(5, 3), (5, 3)]
+
+    """
+    check_images(images, name="images")
+    check_model_device(model, images)
+    source = TensorMasks(masks) if isinstance(masks, torch.Tensor) else masks
+    if not isinstance(source, MaskSource):
+        raise TypeError(f"masks must be a torch.Tensor or a MaskSource, got {type(masks).__name__}")
+    if batch_size is None:
+        batch_size = auto_batch_size(model, images, memory_budget=memory_budget, dtype=dtype)
+    elif not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+
+    counts = [int(source.num_masks(b)) for b in range(images.shape[0])]
+    outputs: list[list[torch.Tensor]] = [[] for _ in counts]
+    with forward_context(images.device, dtype):
+        for chunk in _chunks(counts, batch_size):
+            batch = torch.cat([_masked_piece(images, source, piece) for piece in chunk])
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            result = model(batch)
+            if transform is not None:
+                owner = torch.cat(
+                    [
+                        torch.full((p.stop - p.start,), p.image_index, device=batch.device)
+                        for p in chunk
+                    ]
+                )
+                result = transform(result, owner)
+            offset = 0
+            for piece in chunk:
+                size = piece.stop - piece.start
+                outputs[piece.image_index].append(result[offset : offset + size])
+                offset += size
+            if progress is not None:
+                progress(batch.shape[0])
+    return [_concat(parts, images, transform) for parts in outputs]
+
+
+def _masked_piece(images: torch.Tensor, source: MaskSource, piece: _Piece) -> torch.Tensor:
+    """Form the masked images of one piece: ``images[b] * masks`` with masks broadcast."""
+    image = images[piece.image_index]
+    masks = source.masks(piece.image_index, piece.start, piece.stop)
+    expected = piece.stop - piece.start
+    if masks.dim() == 3:
+        masks = masks.unsqueeze(1)
+    if masks.dim() != 4 or masks.shape[0] != expected or masks.shape[-2:] != image.shape[-2:]:
+        raise ValueError(
+            f"mask source returned shape {tuple(masks.shape)} for masks {piece.start}:{piece.stop} "
+            f"of image {piece.image_index}; expected [{expected}, (C,) {image.shape[-2]}, "
+            f"{image.shape[-1]}]"
+        )
+    return image.unsqueeze(0) * masks.to(device=image.device, dtype=image.dtype)
+
+
+def _concat(
+    parts: list[torch.Tensor], images: torch.Tensor, transform: OutputTransform | None
+) -> torch.Tensor:
+    """Join one image's outputs; an image with no masks gets an empty tensor."""
+    if parts:
+        return torch.cat(parts)
+    if transform is not None:
+        return torch.empty(0, device=images.device)
+    return torch.empty(0, device=images.device, dtype=images.dtype)

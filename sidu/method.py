@@ -1,0 +1,217 @@
+"""SIDU on a classifier: the public :class:`SIDU` explainer and the :func:`sidu` function.
+
+Muddamsetty et al., "Visual explanation of black-box model: Similarity Difference and Uniqueness
+(SIDU) method", Pattern Recognition 127 (2022) 108604, and the authors' code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sidu._core import SIDUOptions, SIDUResult, run_sidu
+from sidu._validation import (
+    check_images,
+    check_model_device,
+    check_model_dtype,
+    expected_channels,
+    resolve_layer,
+    resolve_target,
+)
+from sidu.capture import ActivationCapture
+from sidu.engine import forward_context
+from sidu.features import sidu_features
+from sidu.modes import eval_mode
+
+__all__ = ["SIDU", "sidu"]
+
+
+class SIDU:
+    """A reusable SIDU explainer for one classifier and one layer.
+
+    ``S_c = sum_k SD_k,c U_k M_k / K / 0.5`` where ``M_k`` are the binarised (``> threshold``)
+    feature maps of ``layer`` resized to the image with a mirrored border, ``SD_k,c =
+    exp(-(P_0,c - P_k,c)^2 / (2 kernel_width^2))`` compares the class-``c`` probability of the
+    image with that of the image masked by ``M_k``, and ``U_k`` is the min-max-normalised sum of
+    the L2 distances between the probability vector of mask ``k`` and those of all masks.
+
+    The forward hook on ``layer`` lives while the explainer is used as a context manager (or for
+    the duration of one call otherwise). The model is explained in eval mode and every
+    submodule's mode is restored afterwards; it is never moved or modified.
+
+    Args:
+        model: a classifier returning logits ``[B, num_classes]``.
+        layer: the explained layer, by name in ``model.named_modules()`` (e.g. ``"layer4"``) or
+            as the module itself; it must output ``[B, K, h, w]``.
+        threshold: binarisation threshold of the activations (authors' latest code: 0.1).
+        kernel_width: ``sigma`` of the similarity-difference kernel (paper: 0.25).
+        batch_size: masked images per forward pass; ``None`` sizes chunks by ``memory_budget``.
+        dtype: ``None`` (the images' dtype), or ``torch.bfloat16``/``torch.float16`` to run the
+            forward passes under autocast. The arithmetic after them is float64 either way.
+        deduplicate: forward each distinct binary mask once (exact; on by default).
+        channels_last: feed masked images in channels-last memory format (CUDA speed-up for a
+            channels-last model; the model itself is not converted).
+        memory_budget: bytes per chunk of masked images when ``batch_size`` is ``None``.
+
+    Example:
+        >>> net = torch.nn.Sequential(
+        ...     torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+        ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> with SIDU(net, "1") as explainer:
+        ...     maps = explainer(torch.rand(2, 3, 8, 8))
+        >>> tuple(maps.shape)
+        (2, 8, 8)
+
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | nn.Module,
+        *,
+        threshold: float = 0.1,
+        kernel_width: float = 0.25,
+        batch_size: int | None = None,
+        dtype: torch.dtype | None = None,
+        deduplicate: bool = True,
+        channels_last: bool = False,
+        memory_budget: int | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.layer_name, module = resolve_layer(model, layer)
+        self.options = SIDUOptions(
+            threshold=threshold,
+            kernel_width=kernel_width,
+            batch_size=batch_size,
+            dtype=dtype,
+            deduplicate=deduplicate,
+            channels_last=channels_last,
+            memory_budget=memory_budget,
+        )
+        self._capture = ActivationCapture(module, self.layer_name)
+
+    def __enter__(self) -> SIDU:
+        self._capture.attach()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._capture.detach()
+
+    def __call__(
+        self, images: torch.Tensor, target: int | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return the saliency maps ``[B, H, W]`` of ``images`` for ``target``."""
+        return self.explain(images, target).saliency
+
+    def explain(self, images: torch.Tensor, target: int | torch.Tensor | None = None) -> SIDUResult:
+        """Explain ``images`` and return the maps with every intermediate quantity.
+
+        Args:
+            images: ``[B, C, H, W]`` model inputs (float32, or float64 with a float64 model).
+            target: ``None`` (the arg-max class of each image), one class for all, or a ``[B]``
+                integer tensor.
+
+        Returns:
+            A :class:`~sidu.SIDUResult`.
+
+        """
+        check_images(images, channels=expected_channels(self.model))
+        check_model_device(self.model, images)
+        check_model_dtype(self.model, images, self.options.dtype)
+        attached_here = not self._capture.attached
+        self._capture.attach()
+        try:
+            with eval_mode(self.model):
+                return run_sidu(
+                    self.model,
+                    images,
+                    clean_forward=lambda: self._clean_forward(images),
+                    output_vectors=_probabilities,
+                    targets=lambda probabilities: resolve_target(
+                        target, probabilities.argmax(dim=1), probabilities.shape[1]
+                    ),
+                    options=self.options,
+                )
+        finally:
+            if attached_here:
+                self._capture.detach()
+
+    def _clean_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward the clean images; return the layer's feature maps and class probabilities."""
+        self._capture.arm()
+        with forward_context(images.device, self.options.dtype):
+            logits = self.model(images)
+        features = self._capture.take()
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
+            raise ValueError(
+                f"model must return logits [B, num_classes], got {shape}; for a backbone "
+                "without a classifier head use sidu.sidu(backbone, images) (feature-space form)"
+            )
+        return features, _probabilities(logits)
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax of logits in float64."""
+    return torch.softmax(logits.to(torch.float64), dim=1)
+
+
+def sidu(
+    model: nn.Module,
+    layer: str | nn.Module | torch.Tensor,
+    images: torch.Tensor | None = None,
+    *,
+    target: int | torch.Tensor | None = None,
+    threshold: float = 0.1,
+    kernel_width: float = 0.25,
+    batch_size: int | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Return SIDU saliency maps ``[B, H, W]`` (see :class:`SIDU` for the method).
+
+    ``sidu(model, "layer4", images)`` explains a classifier at a layer. The seed package's form
+    ``sidu(backbone, images)``, with a tensor as second argument, explains a backbone without a
+    classifier head in feature space: see :func:`sidu.sidu_features`.
+
+    Args:
+        model: a classifier returning logits (or a backbone, in the two-argument form).
+        layer: the explained layer (name or module), or the images in the two-argument form.
+        images: ``[B, C, H, W]`` inputs.
+        target: ``None`` (arg-max class), an int, or a ``[B]`` integer tensor.
+        threshold: activation binarisation threshold.
+        kernel_width: ``sigma`` of the similarity-difference kernel.
+        batch_size: masked images per forward pass (``None``: from a memory budget).
+        dtype: ``None``, or ``torch.bfloat16``/``torch.float16`` for autocast forward passes.
+
+    Returns:
+        Maps on the images' device; float32, or float64 for float64 images.
+
+    """
+    if isinstance(layer, torch.Tensor):
+        if images is not None:
+            raise TypeError(
+                "sidu(model, layer, images): layer must be a module name or module, got a tensor"
+            )
+        if target is not None:
+            raise ValueError("target is not used by the feature-space form sidu(backbone, images)")
+        return sidu_features(
+            model,
+            layer,
+            threshold=threshold,
+            kernel_width=kernel_width,
+            batch_size=batch_size,
+            dtype=dtype,
+        ).saliency
+    if images is None:
+        raise TypeError("sidu() missing the images: call sidu(model, layer, images)")
+    explainer = SIDU(
+        model,
+        layer,
+        threshold=threshold,
+        kernel_width=kernel_width,
+        batch_size=batch_size,
+        dtype=dtype,
+    )
+    return explainer(images, target)
