@@ -1,0 +1,148 @@
+"""Compare a fresh run's summary with a baseline run: the CI gate on faithfulness.
+
+Tolerances are absolute and one-sided, in each metric's bad direction: a metric where higher is
+better regresses when ``new < baseline - tolerance``; deletion AUC (lower is better) regresses
+when ``new > baseline + tolerance``. An explainer of the baseline missing from the new run, or a
+metric that was scored before and is not now, is a failure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+SUMMARY_FILE = "summary.csv"
+HIGHER_IS_BETTER = {
+    "pointing_game": True,
+    "pointing_game_hit_rate": True,
+    "pointing_game_center_miss": True,
+    "energy_pointing_game": True,
+    "region_auc": True,
+    "insertion_auc": True,
+    "deletion_auc": False,
+}
+DEFAULT_TOLERANCE = 1e-6
+"""Repeatability of AUCs across batching (DESIGN.md, protocol item 12)."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One (explainer, metric) cell of the comparison."""
+
+    explainer: str
+    metric: str
+    baseline: float
+    new: float
+    tolerance: float
+    status: str
+
+    @property
+    def failed(self) -> bool:
+        """Whether this cell fails the gate."""
+        return self.status in ("regression", "missing")
+
+
+def parse_tolerances(text: str | None) -> dict[str, float]:
+    """Parse ``METRIC=VALUE[,METRIC=VALUE]`` into a dict, checking names and values."""
+    tolerances: dict[str, float] = {}
+    if not text:
+        return tolerances
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in HIGHER_IS_BETTER:
+            raise ValueError(
+                f"--tolerance entry {part!r} must be METRIC=VALUE with METRIC one of "
+                f"{', '.join(HIGHER_IS_BETTER)}"
+            )
+        try:
+            tolerances[name] = float(value)
+        except ValueError:
+            raise ValueError(
+                f"--tolerance value for {name} must be a number, got {value!r}"
+            ) from None
+        if not tolerances[name] >= 0:
+            raise ValueError(f"--tolerance value for {name} must be >= 0, got {value!r}")
+    return tolerances
+
+
+def read_summary(run_dir: Path) -> pd.DataFrame:
+    """Read a run folder's ``summary.csv`` indexed by explainer, with a clear error if absent."""
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished run folder: {path} does not exist")
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"corrupt {path}: {error}") from error
+    if "explainer" not in table.columns:
+        raise ValueError(f"corrupt {path}: no 'explainer' column")
+    return table.set_index("explainer")
+
+
+def compare_summaries(
+    new: pd.DataFrame, baseline: pd.DataFrame, tolerances: dict[str, float]
+) -> list[Comparison]:
+    """Compare every (explainer, metric) of the baseline with the new run."""
+    cells = []
+    for explainer in baseline.index:
+        for metric, higher in HIGHER_IS_BETTER.items():
+            if metric not in baseline.columns:
+                continue
+            old = float(baseline.at[explainer, metric])
+            tolerance = tolerances.get(metric, DEFAULT_TOLERANCE)
+            if explainer not in new.index or metric not in new.columns:
+                cells.append(Comparison(explainer, metric, old, math.nan, tolerance, "missing"))
+                continue
+            value = float(new.at[explainer, metric])
+            cells.append(
+                Comparison(
+                    explainer, metric, old, value, tolerance, _status(old, value, tolerance, higher)
+                )
+            )
+    return cells
+
+
+def _status(old: float, new: float, tolerance: float, higher: bool) -> str:
+    if math.isnan(old):
+        return "ok"
+    if math.isnan(new):
+        return "missing"
+    change = new - old if higher else old - new
+    if change < -tolerance:
+        return "regression"
+    if change > tolerance:
+        return "improved"
+    return "ok"
+
+
+def format_comparison(cells: list[Comparison]) -> str:
+    """A readable table of the comparison, regressions first."""
+    order = {"missing": 0, "regression": 1, "improved": 2, "ok": 3}
+    lines = [
+        f"{'explainer':<28} {'metric':<26} {'baseline':>10} {'new':>10} {'change':>10} "
+        f"{'tolerance':>10}  status"
+    ]
+    for cell in sorted(cells, key=lambda c: (order[c.status], c.explainer, c.metric)):
+        change = cell.new - cell.baseline
+        lines.append(
+            f"{cell.explainer:<28} {cell.metric:<26} {cell.baseline:>10.4f} {cell.new:>10.4f} "
+            f"{change:>+10.4f} {cell.tolerance:>10.2g}  {cell.status.upper()}"
+        )
+    failed = sum(cell.failed for cell in cells)
+    lines.append(
+        f"{failed} failing of {len(cells)} compared cells"
+        + (" (regression beyond tolerance or missing)" if failed else "")
+    )
+    return "\n".join(lines)
+
+
+def compare_runs(
+    new_run: Path, baseline_run: Path, tolerances: dict[str, float]
+) -> tuple[bool, str]:
+    """Compare two run folders; return ``(passed, report)``."""
+    cells = compare_summaries(read_summary(new_run), read_summary(baseline_run), tolerances)
+    return not any(cell.failed for cell in cells), format_comparison(cells)

@@ -1,0 +1,144 @@
+"""Measuring speed and memory: the forward-pass ceiling and peak memory of a case.
+
+Speed claims in this project are ratios measured in one run: an explainer's forwarded images per
+second against the best plain batched forward throughput of the same model on the same machine
+(the *ceiling*), so that a slow or busy machine moves both numbers together.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sidu.engine import forward_context
+
+CEILING_BATCH_SIZES = (1, 8, 32, 64)
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The best plain forward throughput of a model over batch sizes.
+
+    Attributes:
+        images_per_second: the best throughput.
+        batch_size: the batch size that reached it.
+        by_batch_size: throughput per batch size tried.
+    """
+
+    images_per_second: float
+    batch_size: int
+    by_batch_size: dict[int, float]
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(function: Callable[[], object], device: torch.device) -> float:
+    """Return the wall-clock seconds of one call, synchronising the device around it."""
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def forward_ceiling(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    batch_sizes: Sequence[int] = CEILING_BATCH_SIZES,
+    dtype: torch.dtype | None = None,
+    min_seconds: float = 1.0,
+    channels_last: bool = False,
+) -> Ceiling:
+    """Measure the best plain batched forward throughput of ``model`` on copies of ``image``.
+
+    Each batch size gets one warm-up pass, then passes until ``min_seconds`` have elapsed (at
+    least two); throughput is images over the median pass time. The model must already be in eval
+    mode on the image's device.
+
+    Args:
+        model: the network.
+        image: one input ``[1, C, H, W]``.
+        batch_sizes: the batch sizes to try.
+        dtype: ``torch.bfloat16``/``torch.float16`` to measure under autocast.
+        min_seconds: least time spent per batch size.
+        channels_last: feed the batch in channels-last memory format.
+
+    Returns:
+        The :class:`Ceiling`.
+    """
+    throughput: dict[int, float] = {}
+    for batch_size in batch_sizes:
+        batch = image.expand(batch_size, *image.shape[1:]).contiguous()
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with forward_context(image.device, dtype):
+            model(batch)
+            times: list[float] = []
+            while len(times) < 2 or sum(times) < min_seconds:
+                times.append(time_call(lambda b=batch: model(b), image.device))
+        median = sorted(times)[len(times) // 2]
+        throughput[batch_size] = batch_size / median
+    best = max(throughput, key=throughput.__getitem__)
+    return Ceiling(throughput[best], best, throughput)
+
+
+def peak_memory_of(setup: str, run: str, *, device: str = "cpu", timeout: float = 900) -> int:
+    """Measure the peak memory that ``run`` adds after ``setup``, in a fresh Python process.
+
+    On the CPU this is the peak resident set size during ``run`` minus the resident size after
+    ``setup``; on CUDA, the peak allocated device memory during ``run`` (including what setup
+    left allocated). A fresh process keeps earlier cases' allocations out of the number.
+
+    Args:
+        setup: Python source run first (imports, model and input construction).
+        run: Python source of the measured work.
+        device: ``"cpu"`` or ``"cuda"``.
+        timeout: seconds before the subprocess is killed.
+
+    Returns:
+        Bytes.
+    """
+    probe = textwrap.dedent(
+        """
+        import gc, json, resource
+        import torch
+        def _rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * resource.getpagesize()
+        {setup}
+        gc.collect()
+        if {cuda}:
+            torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+        _base = _rss()
+        {run}
+        if {cuda}:
+            torch.cuda.synchronize()
+            _peak = torch.cuda.max_memory_allocated()
+        else:
+            _peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - _base
+        print(json.dumps({{"peak": _peak}}))
+        """
+    ).format(
+        setup=textwrap.dedent(setup).strip(),
+        run=textwrap.dedent(run).strip(),
+        cuda=device == "cuda",
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"memory probe failed:\n{completed.stderr[-4000:]}")
+    return int(json.loads(completed.stdout.strip().splitlines()[-1])["peak"])
