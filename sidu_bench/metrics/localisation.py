@@ -1,0 +1,163 @@
+"""Localisation metrics: pointing game, energy pointing game and region ROC-AUC."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from ._maps import resize_maps
+from ._validation import check_regions, check_saliency, check_tolerance
+
+Regions = Tensor | Sequence[Tensor | None]
+
+
+def pointing_game(
+    saliency: Tensor, regions: Regions, *, tolerance: float = 15.0
+) -> tuple[Tensor, Tensor]:
+    """Score the pointing game (Zhang et al., "Top-down neural attention by excitation backprop").
+
+    Each map is resized bilinearly (align_corners=False) to its region's size (the image's
+    original size; the resize keeps plateaus exactly flat); the point is its arg-max, the first
+    in row-major order on ties. A hit when the Euclidean distance from the point to the nearest
+    region pixel is strictly less than ``tolerance`` pixels (a point inside the region has
+    distance 0), as TorchRay's benchmark scores it.
+
+    Args:
+        saliency: maps ``[B, h, w]``.
+        regions: boolean masks at each image's original size: a tensor ``[B, H, W]`` or a
+            sequence of ``B`` tensors ``[H_i, W_i]`` or None (no region).
+        tolerance: hit radius in pixels, > 0.
+
+    Returns:
+        ``(hits, valid)``, both bool ``[B]`` on the maps' device; ``valid`` is False (and ``hits``
+        False) where the region is missing or empty: such items are skipped and counted.
+
+    Example:
+        >>> maps = torch.zeros(1, 4, 4)
+        >>> maps[0, 3, 3] = 1.0
+        >>> region = torch.zeros(1, 8, 8, dtype=torch.bool)
+        >>> region[0, 7, 0] = True
+        >>> pointing_game(maps, region, tolerance=7.0), pointing_game(maps, region, tolerance=8.0)
+        ((tensor([False]), tensor([True])), (tensor([True]), tensor([True])))
+
+    """
+    tolerance = check_tolerance(tolerance)
+    hits = []
+    valid = []
+    for resized, region in _resized_pairs(saliency, regions):
+        if region is None:
+            hits.append(torch.tensor(False, device=saliency.device))
+            valid.append(torch.tensor(False, device=saliency.device))
+            continue
+        height, width = region.shape
+        point = torch.argmax(resized.flatten())
+        rows = torch.arange(height, device=region.device)[:, None]
+        cols = torch.arange(width, device=region.device)[None, :]
+        squared = (rows - point // width) ** 2 + (cols - point % width) ** 2
+        nearest = torch.where(region, squared, height**2 + width**2).amin()
+        hits.append(region.any() & (nearest.to(torch.float64).sqrt() < tolerance))
+        valid.append(region.any())
+    return torch.stack(hits), torch.stack(valid)
+
+
+def energy_pointing_game(saliency: Tensor, regions: Regions) -> tuple[Tensor, Tensor]:
+    """Return the share of positive saliency mass inside the region (energy pointing game).
+
+    ``value = sum(max(s, 0) * region) / sum(max(s, 0))`` after the same resize as
+    :func:`pointing_game` (Wang et al., "Score-CAM", CVPR-W 2020, on the positive part of the
+    map). A map without positive mass (all values <= 0) has value 0 and stays valid: it puts no
+    mass in the region, and a method must not improve its mean by returning empty maps.
+
+    Args:
+        saliency: maps ``[B, h, w]``.
+        regions: as for :func:`pointing_game`.
+
+    Returns:
+        ``(values, valid)``: float64 ``[B]`` (NaN where invalid) and bool ``[B]``, valid False
+        where the region is missing or empty.
+
+    Example:
+        >>> maps = torch.tensor([[[3.0, 1.0], [-2.0, 0.0]]])
+        >>> region = torch.tensor([[[True, False], [True, True]]])
+        >>> energy_pointing_game(maps, region)
+        (tensor([0.7500], dtype=torch.float64), tensor([True]))
+
+    """
+    values = []
+    valid = []
+    for resized, region in _resized_pairs(saliency, regions):
+        if region is None:
+            values.append(torch.tensor(torch.nan, dtype=torch.float64, device=saliency.device))
+            valid.append(torch.tensor(False, device=saliency.device))
+            continue
+        positive = resized.clamp(min=0)
+        total = positive.sum()
+        inside = torch.where(region, positive, 0.0).sum()
+        share = inside / torch.where(total > 0, total, 1.0)
+        values.append(torch.where(region.any(), share, torch.nan))
+        valid.append(region.any())
+    return torch.stack(values), torch.stack(valid)
+
+
+def region_auc(saliency: Tensor, regions: Regions) -> tuple[Tensor, Tensor]:
+    """Return the ROC-AUC of the map as a per-pixel score for region membership (midranks).
+
+    Mann-Whitney: ``AUC = (R_in - P (P + 1) / 2) / (P N)`` with ``R_in`` the sum of the
+    (mid)ranks of the ``P`` region pixels among all pixels and ``N`` the pixels outside, after
+    the same resize as :func:`pointing_game`. 1 = every region pixel scores above every other
+    pixel, 0.5 = chance (a constant map gives exactly 0.5). Tolerance-free, unlike the pointing
+    game.
+
+    Args:
+        saliency: maps ``[B, h, w]``.
+        regions: as for :func:`pointing_game`.
+
+    Returns:
+        ``(values, valid)``: float64 ``[B]`` (NaN where invalid) and bool ``[B]``, valid False
+        where the region is missing, empty or covers the whole image (AUC undefined).
+
+    Example:
+        >>> maps = torch.tensor([[[3.0, 1.0], [1.0, 0.0]]])
+        >>> region = torch.tensor([[[True, True], [False, False]]])
+        >>> region_auc(maps, region)
+        (tensor([0.8750], dtype=torch.float64), tensor([True]))
+
+    """
+    values = []
+    valid = []
+    for resized, region in _resized_pairs(saliency, regions):
+        if region is None:
+            values.append(torch.tensor(torch.nan, dtype=torch.float64, device=saliency.device))
+            valid.append(torch.tensor(False, device=saliency.device))
+            continue
+        scores, order = torch.sort(resized.flatten())
+        _, group, counts = torch.unique_consecutive(scores, return_inverse=True, return_counts=True)
+        midranks = counts.cumsum(0).to(torch.float64) - (counts - 1).to(torch.float64) / 2
+        inside = region.flatten()[order]
+        n_in = inside.sum().to(torch.float64)
+        n_out = inside.numel() - n_in
+        rank_sum = torch.where(inside, midranks[group], 0.0).sum()
+        auc = (rank_sum - n_in * (n_in + 1) / 2) / torch.where(n_in * n_out > 0, n_in * n_out, 1.0)
+        defined = (n_in > 0) & (n_out > 0)
+        values.append(torch.where(defined, auc, torch.nan))
+        valid.append(defined)
+    return torch.stack(values), torch.stack(valid)
+
+
+def _resized_pairs(saliency: Tensor, regions: Regions) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """Check the inputs now; then yield each map resized (float64) to its region's size.
+
+    Regions are moved to the maps' device; entries without a region yield ``(map, None)``.
+    """
+    saliency = check_saliency(saliency)
+    checked = check_regions(regions, batch=saliency.shape[0])
+    return (_resized_pair(map_, region) for map_, region in zip(saliency, checked, strict=True))
+
+
+def _resized_pair(map_: Tensor, region: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    if region is None:
+        return map_.to(torch.float64), None
+    region = region.to(map_.device)
+    return resize_maps(map_[None], (region.shape[0], region.shape[1]))[0], region
