@@ -1,0 +1,37 @@
+"""Data sets with ground-truth regions, behind a registry.
+
+``get_dataset(name, root, model_spec, **config)`` returns an :class:`ItemDataset` whose items are
+:class:`Item` (fields ``id``, ``image``, ``label``, ``category``, ``region``, ``original_size``).
+Registered: ``caltech101``, ``imagenet-val``, ``voc2007``, ``folder``, ``synthetic``.
+"""
+
+from sidu_bench.data import caltech101, folder, imagenet_val, synthetic, voc2007
+from sidu_bench.data._api import (
+    FileDataset,
+    Item,
+    ItemDataset,
+    Record,
+    Skipped,
+    get_dataset,
+    list_datasets,
+    register_dataset,
+)
+from sidu_bench.data.order import limit_order, stratified_order
+
+__all__ = [
+    "FileDataset",
+    "Item",
+    "ItemDataset",
+    "Record",
+    "Skipped",
+    "caltech101",
+    "folder",
+    "get_dataset",
+    "imagenet_val",
+    "limit_order",
+    "list_datasets",
+    "register_dataset",
+    "stratified_order",
+    "synthetic",
+    "voc2007",
+]

@@ -1,0 +1,143 @@
+"""Caltech-101 with its object outlines as regions (torchvision's on-disk layout).
+
+Layout: ``<root>/caltech101/101_ObjectCategories/<category>/image_NNNN.jpg`` and
+``<root>/caltech101/Annotations/<annotation folder>/annotation_NNNN.mat``. Each .mat holds
+``box_coord`` = ``[y1, y2, x1, x2]`` (1-based) and ``obj_contour`` (2 x N: x row, y row) relative to
+the box's top-left corner; the outline in 0-based pixel coordinates is contour + (x1, y1) - 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.io
+import torch
+import torchvision
+
+from sidu_bench.data._api import (
+    REAL_DATA_TOLERANCE,
+    FileDataset,
+    Record,
+    label_space_labels,
+    missing_root,
+    register_dataset,
+)
+from sidu_bench.data.regions import polygon_mask
+
+if TYPE_CHECKING:
+    from sidu_bench.models import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+LAYOUT = (
+    "caltech101/101_ObjectCategories/<category>/image_NNNN.jpg and "
+    "caltech101/Annotations/<category>/annotation_NNNN.mat"
+)
+BACKGROUND = "BACKGROUND_Google"
+ANNOTATION_FOLDERS = {
+    "Faces": "Faces_2",
+    "Faces_easy": "Faces_3",
+    "Motorbikes": "Motorbikes_16",
+    "airplanes": "Airplanes_Side_2",
+}
+"""Categories whose annotation folder has another name."""
+
+_IMAGE_NAME = re.compile(r"image_(\d+)\.jpg")
+
+
+def read_outline(path: Path) -> torch.Tensor:
+    """Read a Caltech-101 annotation file as an outline ``[N, 2]`` of 0-based ``(x, y)`` vertices.
+
+    Raises:
+        ValueError: the file is unreadable or lacks a valid ``box_coord`` / ``obj_contour``.
+    """
+    try:
+        content = scipy.io.loadmat(path)
+    except Exception as error:  # scipy raises many types (IndexError, MatReadError...) on bad bytes
+        raise ValueError(f"corrupt Caltech-101 annotation {path}: {error}") from error
+    try:
+        box = np.asarray(content["box_coord"], dtype=np.float64).reshape(-1)
+        contour = np.asarray(content["obj_contour"], dtype=np.float64)
+    except (KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"corrupt Caltech-101 annotation {path}: {error!r}") from error
+    if box.shape != (4,) or contour.ndim != 2 or contour.shape[0] != 2 or contour.shape[1] == 0:
+        raise ValueError(
+            f"corrupt Caltech-101 annotation {path}: expected box_coord of 4 values and "
+            f"obj_contour of shape 2 x N, got {box.shape} and {contour.shape}"
+        )
+    if not (np.isfinite(box).all() and np.isfinite(contour).all()):
+        raise ValueError(f"corrupt Caltech-101 annotation {path}: non-finite coordinates")
+    y1, x1 = box[0], box[2]
+    outline = torch.from_numpy(contour.T.copy())
+    return outline + torch.tensor([x1 - 1.0, y1 - 1.0], dtype=torch.float64)
+
+
+def _annotated_images(folder: Path, notes_dir: Path, category: str) -> list[tuple[Path, Path]]:
+    """``(image, annotation)`` pairs of one category; a missing annotation file is an error."""
+    notes = notes_dir / ANNOTATION_FOLDERS.get(category, category)
+    pairs = []
+    for image in sorted(folder.iterdir()):
+        match = _IMAGE_NAME.fullmatch(image.name)
+        if match is None:
+            continue
+        annotation = notes / f"annotation_{match.group(1)}.mat"
+        if not annotation.is_file():
+            raise FileNotFoundError(f"Caltech-101 annotation {annotation} is missing")
+        pairs.append((image, annotation))
+    return pairs
+
+
+@register_dataset("caltech101")
+class Caltech101(FileDataset):
+    """Caltech-101: one item per image, region = the annotated object outline.
+
+    ``categories`` are the category folders present (``BACKGROUND_Google`` excluded); the label of
+    a category is its index among them unless the model's classes include the category names.
+    """
+
+    name = "caltech101"
+    class_space = "caltech101"
+
+    def __init__(
+        self,
+        root: Path | None,
+        *,
+        model_spec: ModelSpec,
+        download: bool = False,
+        tolerance: float = REAL_DATA_TOLERANCE,
+    ) -> None:
+        if root is None:
+            raise missing_root(self.name, root, LAYOUT)
+        if download:
+            logger.info("downloading Caltech-101 into %s", root)
+            torchvision.datasets.Caltech101(str(root), target_type="annotation", download=True)
+        images_dir = root / "caltech101" / "101_ObjectCategories"
+        notes_dir = root / "caltech101" / "Annotations"
+        categories = []
+        if images_dir.is_dir():
+            categories = sorted(
+                p.name for p in images_dir.iterdir() if p.is_dir() and p.name != BACKGROUND
+            )
+        if not categories or not notes_dir.is_dir():
+            raise missing_root(self.name, root, LAYOUT)
+        label_space, labels = label_space_labels(
+            categories, class_space=self.class_space, model_spec=model_spec
+        )
+        records = [
+            Record(f"{category}/{image.stem}", image, category, labels[category], annotation)
+            for category in categories
+            for image, annotation in _annotated_images(images_dir / category, notes_dir, category)
+        ]
+        super().__init__(
+            records,
+            model_spec=model_spec,
+            tolerance=tolerance,
+            label_space=label_space,
+        )
+
+    def _region(self, record: Record, size: tuple[int, int]) -> torch.Tensor:
+        return polygon_mask(read_outline(record.annotation), size)

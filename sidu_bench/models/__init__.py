@@ -1,0 +1,101 @@
+"""Classifiers behind a registry, each with its preprocessing and default explained layer.
+
+``get_model(name, ...)`` returns a :class:`ModelSpec`. Accepted names: the registered models
+(``efficientnet_lite0``, ``efficientnet_lite1``, ``efficientnet_lite2``, ``synthetic_cnn``), any
+torchvision classification weights name (``ResNet50_Weights.IMAGENET1K_V2``) and, with
+``checkpoint=``, an architecture name (a registered model or a torchvision builder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from sidu_bench.data._api import unknown_name_message
+from sidu_bench.models import efficientnet_lite, synthetic_cnn, torchvision_models
+from sidu_bench.models._api import (
+    ModelSpec,
+    find_layer,
+    register_model,
+    registered_factory,
+    registered_names,
+)
+from sidu_bench.models.checkpoint import torchvision_from_checkpoint
+from sidu_bench.models.synthetic_cnn import train_synthetic
+
+__all__ = [
+    "ModelSpec",
+    "efficientnet_lite",
+    "find_layer",
+    "get_model",
+    "list_models",
+    "register_model",
+    "synthetic_cnn",
+    "torchvision_models",
+    "train_synthetic",
+]
+
+
+def list_models(*, include_torchvision: bool = True) -> list[str]:
+    """Names ``get_model`` accepts: registered models, then torchvision weights names."""
+    extra = torchvision_models.list_weights() if include_torchvision else []
+    return registered_names() + extra
+
+
+def _build(name: str, path: Path | None, layer: str | None) -> ModelSpec:
+    factory = registered_factory(name)
+    architectures = torchvision_models.list_architectures()
+    if factory is not None:
+        return factory() if path is None else factory(checkpoint=path)
+    if path is not None:
+        if name in architectures:
+            return torchvision_from_checkpoint(name, path, layer=layer)
+        known = [*registered_names(), *architectures]
+        raise ValueError(unknown_name_message("architecture", name, known))
+    if torchvision_models.is_weights_name(name):
+        return torchvision_models.from_weights(name, layer=layer)
+    if name in architectures:
+        raise ValueError(
+            f"model {name!r} is an architecture without weights: use a weights name such as "
+            f"{torchvision_models.weights_for_architecture(name)} or pass a checkpoint"
+        )
+    raise ValueError(unknown_name_message("model", name, list_models()))
+
+
+def get_model(
+    name: str,
+    *,
+    layer: str | None = None,
+    checkpoint: str | Path | None = None,
+    input_size: int | None = None,
+) -> ModelSpec:
+    """Build a model by name, in eval mode, on the CPU.
+
+    Args:
+        name: a registered name, a torchvision weights name or, with ``checkpoint``, an
+            architecture name (``synthetic_cnn``, ``efficientnet_lite0``, ``resnet50``, ...).
+        layer: explained layer replacing the model's default (checked to exist).
+        checkpoint: a local checkpoint file (see :mod:`sidu_bench.models.checkpoint`).
+        input_size: square input size replacing the model's own.
+
+    Returns:
+        The :class:`ModelSpec`.
+
+    Raises:
+        ValueError: unknown name or layer (the message lists the closest names), bad input size.
+        RuntimeError: torchvision weights neither cached nor downloadable (says where to put them).
+
+    Example:
+        >>> spec = get_model("synthetic_cnn")
+        >>> spec.input_size, spec.default_layer, spec.class_names[:2]
+        (64, 'features', ('disc', 'square'))
+    """
+    if input_size is not None and input_size < 1:
+        raise ValueError(f"input_size must be positive, got {input_size}")
+    spec = _build(name, None if checkpoint is None else Path(checkpoint), layer)
+    if input_size is not None:
+        spec = dataclasses.replace(spec, input_size=input_size)
+    if layer is not None:
+        find_layer(spec.module, layer)
+        spec = dataclasses.replace(spec, default_layer=layer)
+    return spec

@@ -1,0 +1,88 @@
+"""The model contract (``ModelSpec``) and the registry of model factories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from torch import nn
+
+from sidu_bench.data._api import unknown_name_message
+
+ModelFactory = Callable[..., "ModelSpec"]
+_Factory = TypeVar("_Factory", bound=ModelFactory)
+
+_MODELS: dict[str, ModelFactory] = {}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A classifier ready for evaluation, with the preprocessing its inputs need.
+
+    Attributes:
+        module: the network in eval mode, mapping ``[B, 3, S, S]`` normalised images to logits.
+        name: canonical name (registry name, torchvision weights name or ``arch@checkpoint``).
+        input_size: S, the square size inputs are squashed to (never cropped).
+        mean: per-channel mean of the normalisation of ``[0, 1]`` RGB values.
+        std: per-channel standard deviation of that normalisation.
+        class_names: one name per logit, in logit order.
+        default_layer: dotted module name of the layer explained unless told otherwise; its
+            output is the post-activation feature map ``[B, K, h, w]``.
+        class_space: identifier of the label space (``"imagenet-1k"``, ...), so data sets can
+            tell whether their labels are this model's classes; ``None`` when unknown.
+        interpolation: resize interpolation of the model's preprocessing.
+    """
+
+    module: nn.Module
+    name: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    class_names: tuple[str, ...]
+    default_layer: str
+    class_space: str | None = None
+    interpolation: str = "bilinear"
+
+    @property
+    def num_classes(self) -> int:
+        """Number of logits."""
+        return len(self.class_names)
+
+    def layer(self, name: str | None = None) -> nn.Module:
+        """Return the module called ``name`` (the default layer for ``None``)."""
+        return find_layer(self.module, self.default_layer if name is None else name)
+
+
+def find_layer(module: nn.Module, name: str) -> nn.Module:
+    """Return the sub-module of ``module`` with dotted name ``name``.
+
+    Raises:
+        ValueError: no such layer; the message lists the closest layer names.
+    """
+    layers = dict(module.named_modules())
+    if name not in layers or name == "":
+        raise ValueError(unknown_name_message("layer", name, [n for n in layers if n]))
+    return layers[name]
+
+
+def registered_factory(name: str) -> ModelFactory | None:
+    """The factory registered under ``name``, if any."""
+    return _MODELS.get(name)
+
+
+def registered_names() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_MODELS)
+
+
+def register_model(name: str) -> Callable[[_Factory], _Factory]:
+    """Register a factory ``(*, checkpoint: Path | None = None, **config) -> ModelSpec``."""
+
+    def decorator(factory: _Factory) -> _Factory:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODELS[name] = factory
+        return factory
+
+    return decorator

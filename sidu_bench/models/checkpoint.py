@@ -1,0 +1,116 @@
+"""Local checkpoints: a state dict, optionally with metadata, read with ``weights_only=True``.
+
+A checkpoint file holds either a bare state dict or a dict ``{"state_dict": ..., **metadata}``
+whose optional metadata keys are ``arch`` (str), ``class_names`` (list of str), ``input_size``
+(int), ``mean`` and ``std`` (3 floats each) and ``class_space`` (str); other entries (an
+optimiser state, an epoch) are ignored with a warning. Anything that needs unpickling arbitrary
+objects is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+from sidu_bench.models._api import ModelSpec
+from sidu_bench.models.torchvision_models import adapt_architecture, default_layer
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_INPUT_SIZE = 224
+
+METADATA_KEYS = frozenset({"arch", "class_names", "input_size", "mean", "std", "class_space"})
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load ``(state_dict, metadata)`` from a checkpoint file with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a loadable state dict (the message names the file).
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as error:
+        raise ValueError(
+            f"cannot load checkpoint {path} with weights_only=True: {error}"
+        ) from error
+    if isinstance(content, Mapping) and "state_dict" in content:
+        state, metadata = (
+            content["state_dict"],
+            {k: v for k, v in content.items() if k != "state_dict"},
+        )
+    else:
+        state, metadata = content, {}
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ValueError(f"checkpoint {path} does not hold a state dict of tensors")
+    unknown = sorted(set(metadata) - METADATA_KEYS)
+    if unknown:
+        logger.warning("checkpoint %s: ignoring entries %s", path, unknown)
+    return dict(state), {k: v for k, v in metadata.items() if k in METADATA_KEYS}
+
+
+def save_checkpoint(path: Path, state_dict: Mapping[str, torch.Tensor], **metadata: Any) -> None:
+    """Write a checkpoint that :func:`load_checkpoint` reads back (metadata keys as above)."""
+    unknown = set(metadata) - METADATA_KEYS
+    if unknown:
+        raise ValueError(f"unknown checkpoint metadata keys {sorted(unknown)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
+    torch.save({"state_dict": state, **metadata}, path)
+
+
+def load_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Load ``state`` into ``module`` strictly; a mismatch names the checkpoint file."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"checkpoint {path} does not fit the architecture: {error}") from error
+
+
+def _num_classes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> int:
+    if "class_names" in metadata:
+        return len(metadata["class_names"])
+    weights = [v for k, v in state.items() if k.endswith("weight") and v.ndim >= 2]
+    if not weights:
+        raise ValueError("cannot infer the number of classes: no weight matrix in the state dict")
+    return int(weights[-1].shape[0])
+
+
+def torchvision_from_checkpoint(arch: str, path: Path, *, layer: str | None = None) -> ModelSpec:
+    """Build a torchvision architecture (``resnet50``, ...) with the weights of a local checkpoint.
+
+    The number of classes comes from ``class_names`` or the last weight matrix; preprocessing
+    from the metadata, else ImageNet's mean/std at 224 px.
+    """
+    state, metadata = load_checkpoint(path)
+    if metadata.get("arch", arch) != arch:
+        raise ValueError(f"checkpoint {path} is for {metadata['arch']!r}, not {arch!r}")
+    num_classes = _num_classes(state, metadata)
+    module = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    load_state(module, state, path)
+    module = adapt_architecture(arch, module).eval()
+    names = metadata.get("class_names", [str(i) for i in range(num_classes)])
+    logger.info("loaded %s from %s (%d classes)", arch, path, num_classes)
+    return ModelSpec(
+        module=module,
+        name=f"{arch}@{path}",
+        input_size=int(metadata.get("input_size", DEFAULT_INPUT_SIZE)),
+        mean=tuple(metadata.get("mean", IMAGENET_MEAN)),
+        std=tuple(metadata.get("std", IMAGENET_STD)),
+        class_names=tuple(names),
+        default_layer=layer if layer is not None else default_layer(arch, module),
+        class_space=metadata.get("class_space"),
+    )
