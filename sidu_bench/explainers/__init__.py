@@ -1,0 +1,47 @@
+"""Saliency explainers behind one interface and a registry.
+
+``get_explainer("rise:masks=1000", model, layer, seed=0)`` returns an explainer called as
+``explainer(images [B, C, S, S], targets [B], item_ids) -> maps [B, S, S]`` (float32), whose
+``label`` is the canonical spec. Registered: ``sidu``, ``gradcam``, ``scorecam``, ``rise``,
+``center``, ``random``. Score-CAM and RISE run on :func:`sidu.masked_forward`, the engine under
+SIDU.
+"""
+
+from sidu_bench.explainers import baselines, gradcam, rise, scorecam, sidu_explainer
+from sidu_bench.explainers.base import (
+    Explainer,
+    ExplainerSettings,
+    LayerExplainer,
+    ModelExplainer,
+)
+from sidu_bench.explainers.options import NoOptions
+from sidu_bench.explainers.registry import (
+    ExplainerSpec,
+    describe_explainer,
+    get_explainer,
+    list_explainers,
+    parse_spec,
+    register_explainer,
+)
+from sidu_bench.explainers.seeding import item_generator, item_seed
+
+__all__ = [
+    "Explainer",
+    "ExplainerSettings",
+    "ExplainerSpec",
+    "LayerExplainer",
+    "ModelExplainer",
+    "NoOptions",
+    "baselines",
+    "describe_explainer",
+    "get_explainer",
+    "gradcam",
+    "item_generator",
+    "item_seed",
+    "list_explainers",
+    "parse_spec",
+    "register_explainer",
+    "rise",
+    "scorecam",
+    "sidu_explainer",
+]

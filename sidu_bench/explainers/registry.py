@@ -1,0 +1,188 @@
+"""The explainer registry and its spec syntax ``name[:key=value[,key=value]]``.
+
+``register_explainer(name)`` registers an :class:`~.base.Explainer` subclass;
+``parse_spec("rise:masks=1000")`` checks a spec against the registry and types its options;
+``get_explainer(spec, model, layer, ...)`` builds a ready explainer whose ``label`` is the
+canonical spec (non-default options only, keys sorted: see :mod:`.options`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+from sidu_bench.explainers.base import (
+    Explainer,
+    ExplainerSettings,
+    LayerExplainer,
+    ModelExplainer,
+)
+from sidu_bench.explainers.options import canonical_label, option_fields, parse_value
+
+__all__ = [
+    "ExplainerSpec",
+    "describe_explainer",
+    "get_explainer",
+    "list_explainers",
+    "parse_spec",
+    "register_explainer",
+]
+
+_ExplainerClass = TypeVar("_ExplainerClass", bound=type[Explainer])
+_EXPLAINERS: dict[str, type[Explainer]] = {}
+
+
+def register_explainer(name: str) -> Callable[[_ExplainerClass], _ExplainerClass]:
+    """Class decorator: register an :class:`Explainer` subclass under ``name``.
+
+    The class's ``options_type`` must be a dataclass whose fields all have defaults and the type
+    ``int``, ``float`` or ``bool``. Names may not contain ``:``, ``,``, ``=`` or spaces.
+    """
+    if not name or any(char in name for char in ":,= "):
+        raise ValueError(f"explainer name must be non-empty without ':,= ', got {name!r}")
+
+    def decorator(cls: _ExplainerClass) -> _ExplainerClass:
+        if name in _EXPLAINERS:
+            raise ValueError(f"explainer {name!r} is already registered")
+        if not (isinstance(cls, type) and issubclass(cls, Explainer)):
+            raise TypeError(f"register_explainer expects an Explainer subclass, got {cls!r}")
+        option_fields(cls.options_type)
+        cls.name = name
+        _EXPLAINERS[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_explainers() -> list[str]:
+    """Return the registered explainer names, sorted."""
+    return sorted(_EXPLAINERS)
+
+
+def _lookup(name: str) -> type[Explainer]:
+    """Return the class registered as ``name``; the error lists the closest names."""
+    if name in _EXPLAINERS:
+        return _EXPLAINERS[name]
+    close = difflib.get_close_matches(name, list(_EXPLAINERS), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown explainer {name!r}{hint} (known: {', '.join(list_explainers())})")
+
+
+def describe_explainer(name: str) -> str:
+    """Return ``name``, the first line of the class docstring and the options with defaults."""
+    cls = _lookup(name)
+    summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+    fields = option_fields(cls.options_type)
+    options = ", ".join(f"{key}={default!r}" for key, (_kind, default) in sorted(fields.items()))
+    return f"{name}: {summary}" + (f" [options: {options}]" if options else "")
+
+
+@dataclass(frozen=True)
+class ExplainerSpec:
+    """A parsed spec: the registered name and its typed options dataclass."""
+
+    name: str
+    options: object
+
+    @property
+    def label(self) -> str:
+        """The canonical spec text (non-default options, keys sorted)."""
+        return canonical_label(self.name, self.options)
+
+
+def parse_spec(spec: str) -> ExplainerSpec:
+    """Parse ``name[:key=value[,key=value]]`` into typed, validated options.
+
+    Example:
+        >>> parse_spec("rise:p=0.25,masks=1000").label
+        'rise:masks=1000,p=0.25'
+
+    Raises:
+        ValueError: unknown explainer (with the closest names), unknown option (with the valid
+            ones), malformed or repeated ``key=value``, or a value of the wrong type or range.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"explainer spec must be a string, got {type(spec).__name__}")
+    name, colon, rest = spec.strip().partition(":")
+    cls = _lookup(name.strip())
+    fields = option_fields(cls.options_type)
+    valid = ", ".join(sorted(fields)) or "none"
+    values: dict[str, object] = {}
+    for item in rest.split(",") if colon else []:
+        key, equals, text = (part.strip() for part in item.partition("="))
+        if not equals or not key or not text:
+            raise ValueError(
+                f"explainer spec {spec!r}: {item!r} is not key=value "
+                f"(syntax: name[:key=value[,key=value]]; options of {cls.name!r}: {valid})"
+            )
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"explainer spec {spec!r}: unknown option {key!r} for {cls.name!r}{hint} "
+                f"(valid options: {valid})"
+            )
+        if key in values:
+            raise ValueError(f"explainer spec {spec!r}: option {key!r} is given twice")
+        values[key] = parse_value(text, fields[key][0], where=f"{cls.name} option {key!r}")
+    try:
+        options = cls.options_type(**values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"explainer spec {spec!r}: {error}") from error
+    return ExplainerSpec(cls.name, options)
+
+
+def get_explainer(
+    spec: str | ExplainerSpec,
+    model: nn.Module | None = None,
+    layer: str | nn.Module | None = None,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    batch_size: int | None = None,
+    memory_budget: int | None = None,
+    channels_last: bool = False,
+) -> Explainer:
+    """Build the explainer of ``spec`` for ``model`` (and ``layer``, for layer-based methods).
+
+    Args:
+        spec: ``name[:key=value,...]`` or a parsed :class:`ExplainerSpec`.
+        model: the classifier (unused by ``center`` and ``random``).
+        layer: the explained layer's name or module (used by ``sidu``, ``gradcam``,
+            ``scorecam``; ignored by the others).
+        seed: global seed of per-item randomness.
+        dtype: ``None`` or ``torch.bfloat16``/``torch.float16`` for autocast forward passes.
+        batch_size: masked images per forward pass (``None``: from ``memory_budget``).
+        memory_budget: bytes per chunk of masked images when ``batch_size`` is ``None``.
+        channels_last: feed masked images in channels-last memory format.
+
+    Returns:
+        The explainer; its ``label`` is the canonical spec.
+
+    Example:
+        >>> get_explainer("center").label
+        'center'
+    """
+    parsed = spec if isinstance(spec, ExplainerSpec) else parse_spec(spec)
+    cls = _lookup(parsed.name)
+    settings = ExplainerSettings(
+        seed=seed,
+        dtype=dtype,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+        channels_last=channels_last,
+    )
+    if issubclass(cls, ModelExplainer) and model is None:
+        raise ValueError(f"explainer {parsed.label!r} needs a model")
+    if issubclass(cls, LayerExplainer):
+        if layer is None:
+            raise ValueError(f"explainer {parsed.label!r} needs a layer")
+        return cls(model, layer, options=parsed.options, settings=settings)
+    if issubclass(cls, ModelExplainer):
+        return cls(model, options=parsed.options, settings=settings)
+    return cls(options=parsed.options, settings=settings)

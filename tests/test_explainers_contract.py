@@ -1,0 +1,106 @@
+"""Every registered explainer: the interface contract, batch invariance, no trace on the model."""
+
+import pytest
+import torch
+from sidu_models import tiny_cnn
+
+import sidu
+from sidu_bench.explainers import get_explainer, list_explainers
+
+SPECS = {
+    "center": "center",
+    "gradcam": "gradcam",
+    "random": "random",
+    "rise": "rise:masks=40",
+    "scorecam": "scorecam",
+    "sidu": "sidu",
+}
+IDS = ["a", "b", "c"]
+TARGETS = torch.tensor([2, 0, 4])
+
+
+def test_every_registered_explainer_is_covered():
+    assert sorted(SPECS) == list_explainers()
+
+
+def setup(dtype=torch.float64):
+    model = tiny_cnn(seed=2, channels=8, dtype=dtype)
+    images = torch.randn(3, 3, 12, 10, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    return model, images
+
+
+def snapshot(model):
+    return {
+        "training": [m.training for m in model.modules()],
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "device": [p.device for p in model.parameters()],
+    }
+
+
+def assert_untouched(model, before):
+    after = snapshot(model)
+    assert after["training"] == before["training"]
+    assert after["requires_grad"] == before["requires_grad"]
+    assert after["device"] == before["device"]
+    for key, value in before["state"].items():
+        assert torch.equal(after["state"][key], value), key
+    for module in model.modules():
+        assert not module._forward_hooks
+        assert not module._forward_pre_hooks
+        assert not module._backward_hooks
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_contract_and_batch_invariance(name):
+    model, images = setup()
+    explainer = get_explainer(SPECS[name], model, "3", seed=1, batch_size=16)
+    assert explainer.label == SPECS[name]
+    maps = explainer(images, TARGETS, IDS)
+    assert maps.shape == (3, 12, 10)
+    assert maps.dtype == torch.float32
+    assert bool(torch.isfinite(maps).all())
+    assert float(maps.amax(dim=(1, 2)).min()) > 0
+    for b in range(3):
+        single = explainer(images[b : b + 1], TARGETS[b : b + 1], IDS[b : b + 1])
+        torch.testing.assert_close(single[0], maps[b], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gradcam", "rise", "scorecam", "sidu"])
+def test_model_left_as_it_was(name):
+    model, images = setup(torch.float32)
+    model.train()
+    model[2].eval()  # deliberately mixed modes
+    before = snapshot(model)
+    explainer = get_explainer(SPECS[name], model, "3", batch_size=16)
+    maps = explainer(images.float(), TARGETS, IDS)
+    assert_untouched(model, before)
+    with torch.no_grad():
+        torch.testing.assert_close(explainer(images.float(), TARGETS, IDS), maps)
+    with torch.inference_mode():
+        torch.testing.assert_close(explainer(images.float(), TARGETS, IDS), maps)
+    assert_untouched(model, before)
+    with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
+        explainer(images.float(), torch.tensor([0, 1, 7]), IDS)
+    assert_untouched(model, before)
+
+
+def test_explained_in_eval_mode():
+    model, images = setup()
+    reference = get_explainer("gradcam", model, "3")(images, TARGETS, IDS)
+    model.append(torch.nn.Dropout(0.9))  # would randomise logits in train mode
+    model.train()
+    torch.testing.assert_close(
+        get_explainer("gradcam", model, "3")(images, TARGETS, IDS), reference
+    )
+    assert model.training
+
+
+def test_sidu_entry_is_sidu():
+    model, images = setup()
+    ours = get_explainer("sidu:threshold=0.05,kernel_width=0.3", model, "3")(images, TARGETS, IDS)
+    direct = sidu.SIDU(model, "3", threshold=0.05, kernel_width=0.3)(images, TARGETS)
+    torch.testing.assert_close(ours, direct.float(), atol=0, rtol=0)
+    default = get_explainer("sidu", model, "3")(images, TARGETS, IDS)
+    assert (default - ours).abs().max() > 1e-3, "options reach SIDU"
