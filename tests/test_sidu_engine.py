@@ -112,4 +112,4 @@ def test_batch_size_follows_the_memory_budget():
     assert per_image == 3 * 32 * 32 * 4 + 3 * 8 * 32 * 32 * 4
     assert auto_batch_size(model, image, memory_budget=5 * per_image) == 5
     assert auto_batch_size(model, image, memory_budget=1) == 1
-    assert auto_batch_size(model, image, memory_budget=10**12) == 16
+    assert auto_batch_size(model, image, memory_budget=10**12) == 256

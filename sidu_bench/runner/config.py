@@ -1,0 +1,162 @@
+"""A run's configuration, its protocol object, and the resume check.
+
+``config.json`` holds the full configuration of a run folder. Its ``protocol`` object is what
+makes numbers comparable across runs (insertion/deletion steps and substrates, the pointing-game
+tolerance rule, the target rule, the dtype, the statistics); ``protocol_version`` changes only
+when the protocol itself does. Resuming into a folder whose stored configuration differs in any
+field that changes numbers is refused, naming those fields.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from sidu_bench.runner.storage import atomic_write_text
+from sidu_bench.stats import CONFIDENCE, RESAMPLES
+
+PROTOCOL_VERSION = 1
+CONFIG_FILE = "config.json"
+RESUMABLE_FIELDS = ("limit", "explainers", "batch_size", "device", "root", "download")
+"""Fields that may change when a run is resumed: they select work, not how it is scored."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one (data set, model) run."""
+
+    dataset: str
+    model: str
+    explainers: tuple[str, ...]
+    metrics: tuple[str, ...]
+    layer: str
+    checkpoint: str | None = None
+    root: str | None = None
+    download: bool = False
+    target: str = "pred"
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int | None = None
+    limit: int | None = None
+    seed: int = 0
+    steps: int = 224
+    step: int | None = None
+    tolerance: float | None = None
+    input_size: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def protocol(self) -> dict[str, object]:
+        """The protocol object: what must agree for two runs to share a table."""
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "insertion_deletion": {
+                "steps": None if self.step is not None else self.steps,
+                "step": self.step,
+                "deletion_substrate": "zeros (normalised space)",
+                "insertion_substrate": "RISE blur: gaussian_filter(delta 11x11, sigma=5), pad 5",
+                "score": "softmax probability of the target",
+                "order": "saliency descending, ties by row-major index",
+            },
+            "pointing_game": {
+                "tolerance_rule": "declared by the data set (15 px for real images)",
+                "tolerance": self.tolerance,
+                "map_resize": "bilinear, align_corners=False, to the original size",
+            },
+            "target": self.target,
+            "dtype": self.dtype,
+            "preprocessing": "squash to the model input size (no crop), model normalisation",
+            "statistics": {
+                "bootstrap_resamples": RESAMPLES,
+                "confidence": CONFIDENCE,
+                "seed": self.seed,
+                "pointing_game_class_mean": "stratified by category",
+            },
+        }
+
+    def to_json(self) -> dict[str, object]:
+        """The ``config.json`` content: configuration, protocol and environment."""
+        content = asdict(self)
+        content["explainers"] = list(self.explainers)
+        content["metrics"] = list(self.metrics)
+        content["protocol"] = self.protocol()
+        content["environment"] = environment(self.device)
+        return content
+
+
+def environment(device: str) -> dict[str, object]:
+    """Package versions, git commit, Python, platform and device name."""
+    versions = {}
+    for package in ("sidu-bench", "torch", "torchvision", "numpy", "scipy", "pandas"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        device_name = platform.processor() or platform.machine()
+    return {
+        "versions": versions,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device_name": device_name,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip() or None
+
+
+def differing_fields(stored: dict[str, object], requested: dict[str, object]) -> list[str]:
+    """Names of the configuration fields (dotted into the protocol) that differ.
+
+    Fields listed in :data:`RESUMABLE_FIELDS` and the environment are not compared.
+    """
+    skip = {*RESUMABLE_FIELDS, "environment"}
+    differences = []
+    for key in sorted(set(stored) | set(requested)):
+        if key in skip:
+            continue
+        old, new = stored.get(key), requested.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += [f"{key}.{sub}" for sub in differing_fields(old, new)]
+        elif old != new:
+            differences.append(key)
+    return differences
+
+
+def read_config(run_dir: Path) -> dict[str, object] | None:
+    """Read a run folder's ``config.json`` (``None`` when there is none)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"corrupt {path}: {error}") from error
+
+
+def write_config(run_dir: Path, content: dict[str, object]) -> None:
+    """Write ``config.json`` atomically."""
+    atomic_write_text(
+        Path(run_dir) / CONFIG_FILE, json.dumps(content, indent=2, default=str) + "\n"
+    )

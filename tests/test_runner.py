@@ -1,0 +1,240 @@
+"""End-to-end runs of ``python -m sidu_bench evaluate`` on the synthetic set (small settings)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sidu_bench.cli import main
+from sidu_bench.runner import run as run_module
+from sidu_bench.runner.summary import RECORD_COLUMNS, SUMMARY_METRICS
+
+EXPLAINERS = "sidu,gradcam,rise:masks=64,center,random"
+LABELS = ["sidu", "gradcam", "rise:masks=64", "center", "random"]
+SMALL = ["--limit", "6", "--steps", "16", "--explainers", EXPLAINERS]
+RUN_NAME = "synthetic-synthetic_cnn"
+
+
+def evaluate(out, *extra):
+    return main(["evaluate", *SMALL, "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert evaluate(out) == 0
+    return out / RUN_NAME
+
+
+def read_records(run_dir):
+    return pd.read_csv(run_dir / "records.csv", dtype={"id": str})
+
+
+def test_run_writes_records_summary_config_and_figures(finished_run):
+    records = read_records(finished_run)
+    assert list(records.columns) == list(RECORD_COLUMNS)
+    assert len(records) == 6 * len(LABELS)
+    assert sorted(records["explainer"].unique()) == sorted(LABELS)
+    assert records["insertion_auc"].between(0, 1).all()
+    assert records["pointing_game_valid"].all()
+    summary = pd.read_csv(finished_run / "summary.csv")
+    assert summary["explainer"].tolist() == LABELS
+    for metric in SUMMARY_METRICS:
+        for suffix in ("", "_ci_low", "_ci_high", "_n"):
+            assert f"{metric}{suffix}" in summary.columns
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["protocol"]["protocol_version"] == 1
+    assert config["protocol"]["insertion_deletion"]["steps"] == 16
+    assert config["explainers"] == LABELS
+    assert (finished_run / "figures" / "curves.png").stat().st_size > 1000
+    assert (finished_run / "figures" / "overlays.png").stat().st_size > 1000
+    markdown = (finished_run / "summary.md").read_text()
+    assert "Paired comparison with the reference explainer" in markdown
+    assert "| rise:masks=64 | insertion_auc |" in markdown
+
+
+def test_summary_cells_equal_the_records(finished_run):
+    records = read_records(finished_run)
+    summary = pd.read_csv(finished_run / "summary.csv").set_index("explainer")
+    for label in LABELS:
+        mine = records[records["explainer"] == label]
+        assert summary.at[label, "insertion_auc"] == pytest.approx(
+            mine["insertion_auc"].mean(), abs=1e-12
+        )
+        assert summary.at[label, "deletion_auc"] == pytest.approx(
+            mine["deletion_auc"].mean(), abs=1e-12
+        )
+        assert summary.at[label, "pointing_game_hit_rate"] == pytest.approx(
+            mine["pointing_game_hit"].mean()
+        )
+        per_class = mine.groupby("category")["pointing_game_hit"].mean().mean()
+        assert summary.at[label, "pointing_game"] == pytest.approx(per_class)
+        assert summary.at[label, "n_images"] == 6
+        assert summary.at[label, "insertion_auc_ci_low"] <= summary.at[label, "insertion_auc"]
+        assert summary.at[label, "insertion_auc"] <= summary.at[label, "insertion_auc_ci_high"]
+
+
+def test_item_arrays_hold_maps_and_curves(finished_run):
+    files = sorted((finished_run / "items").glob("*.npz"))
+    assert len(files) == 6
+    with np.load(files[0]) as archive:
+        assert archive["map@sidu"].dtype == np.float16
+        assert archive["insertion@sidu"].shape == (17,)
+        assert archive["deletion@gradcam"].shape == (17,)
+
+
+def test_interrupted_run_resumes_without_losing_work(tmp_path, monkeypatch, finished_run):
+    calls = []
+    original = run_module.evaluate_item
+
+    def interrupted(context, item, labels, stored):
+        calls.append(item.id)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(context, item, labels, stored)
+
+    monkeypatch.setattr(run_module, "evaluate_item", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(tmp_path)
+    run_dir = tmp_path / RUN_NAME
+    assert len(list((run_dir / "items").glob("*.npz"))) == 3
+    assert not (run_dir / "records.csv").exists()
+    assert not list(run_dir.rglob("*.tmp"))
+    calls.clear()
+    monkeypatch.setattr(run_module, "evaluate_item", original)
+    assert evaluate(tmp_path) == 0
+    resumed, reference = read_records(run_dir), read_records(finished_run)
+    assert_same_records(resumed, reference)
+
+
+def assert_same_records(first, second):
+    key = ["id", "explainer"]
+    first = first.sort_values(key).reset_index(drop=True)
+    second = second.sort_values(key).reset_index(drop=True)
+    assert first[key].equals(second[key])
+    for column in ("insertion_auc", "deletion_auc", "energy_pointing_game", "region_auc"):
+        np.testing.assert_allclose(first[column], second[column], rtol=0, atol=1e-6)
+    assert first["pointing_game_hit"].equals(second["pointing_game_hit"])
+    assert first["predicted"].equals(second["predicted"])
+
+
+def test_resume_refuses_a_different_protocol(finished_run, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out / RUN_NAME)
+    assert (
+        main(
+            [
+                "evaluate",
+                "--limit",
+                "6",
+                "--steps",
+                "8",
+                "--explainers",
+                EXPLAINERS,
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    error = capsys.readouterr().err
+    assert "different configuration" in error
+    assert "protocol.insertion_deletion.steps" in error
+    assert "--fresh" in error
+    assert (
+        main(
+            [
+                "evaluate",
+                "--limit",
+                "2",
+                "--steps",
+                "8",
+                "--explainers",
+                "center",
+                "--out",
+                str(out),
+                "--fresh",
+            ]
+        )
+        == 0
+    )
+    assert len(read_records(out / RUN_NAME)) == 2
+
+
+def test_target_label_needs_the_models_classes(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "evaluate",
+                "--limit",
+                "1",
+                "--explainers",
+                "center",
+                "--target",
+                "label",
+                "--steps",
+                "4",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    records = read_records(tmp_path / RUN_NAME)
+    assert (records["target"] == records["label"]).all()
+
+
+def test_compare_gate_passes_on_itself_and_fails_on_a_doctored_baseline(
+    finished_run, tmp_path, capsys
+):
+    assert main(["compare", str(finished_run), str(finished_run)]) == 0
+    doctored = tmp_path / "baseline"
+    doctored.mkdir()
+    summary = pd.read_csv(finished_run / "summary.csv")
+    summary.loc[summary["explainer"] == "sidu", "insertion_auc"] += 0.05
+    summary.to_csv(doctored / "summary.csv", index=False)
+    assert (
+        main(["compare", str(finished_run), str(doctored), "--tolerance", "insertion_auc=0.01"])
+        == 1
+    )
+    assert "REGRESSION" in capsys.readouterr().out
+
+
+def test_plot_redraws_from_stored_items(finished_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    shutil.rmtree(copy / "figures")
+    assert main(["plot", str(copy)]) == 0
+    assert (copy / "figures" / "curves.png").exists()
+    assert (copy / "figures" / "overlays.png").exists()
+
+
+def test_two_processes_match_one(finished_run, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed next to this Python")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [
+        str(torchrun),
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29531",
+        "-m",
+        "sidu_bench",
+        "evaluate",
+        *SMALL,
+        "--out",
+        str(tmp_path),
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert_same_records(read_records(tmp_path / RUN_NAME), read_records(finished_run))
