@@ -49,8 +49,8 @@ class SIDU:
         dtype: ``None`` (the images' dtype), or ``torch.bfloat16``/``torch.float16`` to run the
             forward passes under autocast. The arithmetic after them is float64 either way.
         deduplicate: forward each distinct binary mask once (exact; on by default).
-        channels_last: feed masked images in channels-last memory format (CUDA speed-up for a
-            channels-last model; the model itself is not converted).
+        channels_last: feed masked images in channels-last memory format (opt-in speed-up on
+            CUDA and CPU; the model itself is not converted; reduction order changes slightly).
         memory_budget: bytes per chunk of masked images when ``batch_size`` is ``None``.
 
     Example:

@@ -111,7 +111,9 @@ def bootstrap_class_mean(
     """Mean over categories of the per-category mean (TorchRay's pointing-game score), with CI.
 
     The bootstrap is stratified: each resample redraws, within every category, as many items as
-    it has, so every category keeps its weight ``1 / n_categories``.
+    it has, so every category keeps its weight ``1 / n_categories``. A category with a single
+    item never varies under that scheme, so the CI would shrink to nothing: when any category
+    has fewer than two items the CI is undefined (NaN) and only the mean is reported.
 
     Args:
         values: one number per scored item (e.g. 1.0 for a hit, 0.0 for a miss).
@@ -133,7 +135,7 @@ def bootstrap_class_mean(
         return Estimate(float("nan"), float("nan"), float("nan"), 0)
     groups = [array[labels == name] for name in sorted(set(labels.tolist()))]
     mean = float(np.mean([group.mean() for group in groups]))
-    if array.size < 2:
+    if min(group.size for group in groups) < 2:
         return Estimate(mean, float("nan"), float("nan"), int(array.size))
     rng = np.random.default_rng(seed)
     per_group = np.stack(

@@ -55,6 +55,16 @@ def test_class_mean_is_stratified():
     assert estimate.n == 6
 
 
+def test_class_mean_has_no_ci_when_a_category_has_one_item():
+    # One item per category (a small --limit run): stratified resamples never vary, so a CI of
+    # zero width would claim certainty; the CI is undefined instead.
+    estimate = bootstrap_class_mean([1, 0, 1, 1], ["a", "b", "c", "c"], seed=0)
+    assert estimate.mean == pytest.approx((1 + 0 + 1) / 3)
+    assert np.isnan(estimate.low)
+    assert np.isnan(estimate.high)
+    assert estimate.n == 4
+
+
 def test_class_mean_matches_plain_loop():
     rng = np.random.default_rng(5)
     values = (rng.random(30) > 0.4).astype(float)

@@ -64,8 +64,8 @@ class RunConfig:
                 "order": "saliency descending, ties by row-major index",
             },
             "pointing_game": {
-                "tolerance_rule": "declared by the data set (15 px for real images)",
-                "tolerance": self.tolerance,
+                "tolerance_rule": "declared by the data set: 15 px for real images, scaled by "
+                "size / 224 for synthetic ones (the value is the run's `tolerance`)",
                 "map_resize": "bilinear, align_corners=False, to the original size",
             },
             "target": self.target,

@@ -29,13 +29,21 @@ model = torchvision.models.{arch}().eval().to("{device}")
 image = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to("{device}")
 """
 RUNS = {
-    "sidu": 'sidu.SIDU(model, "{layer}", dtype={dtype}).explain(image)',
+    "sidu": 'sidu.SIDU(model, "{layer}", dtype={dtype}, channels_last={cl}).explain(image)',
     "pytorch-sidu": (
         "import pytorch_sidu; "
         'pytorch_sidu.sidu(model, "{layer}", image, device=torch.device("{device}"))'
     ),
 }
-DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+VARIANTS = {
+    # name: (autocast dtype, channels-last inputs); channels-last changes float reduction order
+    # only, and is opt-in like the reduced precisions.
+    "float32": (None, False),
+    "float32-channels_last": (None, True),
+    "bfloat16": (torch.bfloat16, False),
+    "bfloat16-channels_last": (torch.bfloat16, True),
+}
+CPU_VARIANTS = ("float32", "float32-channels_last")
 
 _measured: dict[tuple[str, str, str], float] = {}
 
@@ -68,20 +76,20 @@ def ceilings() -> dict[tuple[str, str, str], float]:
     return {}
 
 
-def _ceiling(cache, arch, device, dtype_name, model, image) -> float:
-    key = (arch, device, dtype_name)
+def _ceiling(cache, arch, device, variant, model, image) -> float:
+    key = (arch, device, variant)
     if key not in cache:
-        cache[key] = forward_ceiling(model, image, dtype=DTYPES[dtype_name]).images_per_second
+        dtype, channels_last = VARIANTS[variant]
+        cache[key] = forward_ceiling(
+            model, image, dtype=dtype, channels_last=channels_last
+        ).images_per_second
     return cache[key]
 
 
-@pytest.mark.parametrize("dtype_name", ["float32", "bfloat16"])
 @pytest.mark.parametrize(("arch", "layer", "device"), CASES)
-def test_pytorch_sidu(benchmark, ceilings, arch, layer, device, dtype_name):
+def test_pytorch_sidu(benchmark, ceilings, arch, layer, device):
     """The incumbent package on the same model, layer and image (it always runs in float32)."""
     _skip_unavailable(device)
-    if dtype_name != "float32":
-        pytest.skip("pytorch-sidu has no reduced-precision mode")
     pytorch_sidu = pytest.importorskip("pytorch_sidu")
     benchmark.group = f"sidu-{arch}-{device}"
     model, image = _model_and_image(arch, device)
@@ -110,16 +118,17 @@ def test_pytorch_sidu(benchmark, ceilings, arch, layer, device, dtype_name):
     )
 
 
-@pytest.mark.parametrize("dtype_name", ["float32", "bfloat16"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize(("arch", "layer", "device"), CASES)
-def test_sidu(benchmark, ceilings, arch, layer, device, dtype_name):
-    """Our SIDU (de-duplicated, batched); bf16 autocast only on CUDA."""
+def test_sidu(benchmark, ceilings, arch, layer, device, variant):
+    """Our SIDU (de-duplicated, batched); reduced precision only on CUDA."""
     _skip_unavailable(device)
-    if device == "cpu" and dtype_name != "float32":
-        pytest.skip("the CPU target is fp32")
+    if device == "cpu" and variant not in CPU_VARIANTS:
+        pytest.skip("the CPU cases are fp32")
     benchmark.group = f"sidu-{arch}-{device}"
     model, image = _model_and_image(arch, device)
-    explainer = sidu.SIDU(model, layer, dtype=DTYPES[dtype_name])
+    dtype, channels_last = VARIANTS[variant]
+    explainer = sidu.SIDU(model, layer, dtype=dtype, channels_last=channels_last)
     results = []
     seconds = benchmark.pedantic(
         lambda: time_call(lambda: results.append(explainer.explain(image)), image.device),
@@ -127,7 +136,7 @@ def test_sidu(benchmark, ceilings, arch, layer, device, dtype_name):
         iterations=1,
     )
     forwarded = results[-1].forwarded_images
-    ceiling = _ceiling(ceilings, arch, device, dtype_name, model, image)
+    ceiling = _ceiling(ceilings, arch, device, variant, model, image)
     peer = _measured.get((arch, device, "pytorch-sidu"))
     benchmark.extra_info.update(
         seconds_per_image=seconds,
@@ -139,7 +148,9 @@ def test_sidu(benchmark, ceilings, arch, layer, device, dtype_name):
         speedup_over_pytorch_sidu=None if peer is None else peer / seconds,
         peak_memory_bytes=peak_memory_of(
             SETUP.format(arch=arch, device=device),
-            RUNS["sidu"].format(layer=layer, dtype=f"torch.{dtype_name}"),
+            RUNS["sidu"].format(
+                layer=layer, dtype=dtype and f"torch.{variant.split('-')[0]}", cl=channels_last
+            ),
             device=device,
         ),
     )
