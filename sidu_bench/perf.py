@@ -99,8 +99,10 @@ def peak_memory_of(setup: str, run: str, *, device: str = "cpu", timeout: float 
     """Measure the peak memory that ``run`` adds after ``setup``, in a fresh Python process.
 
     On the CPU this is the peak resident set size during ``run`` minus the resident size after
-    ``setup``; on CUDA, the peak allocated device memory during ``run`` (including what setup
-    left allocated). A fresh process keeps earlier cases' allocations out of the number.
+    ``setup`` (Linux: the high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs``
+    after setup; ``ru_maxrss`` is not used because it carries the parent's peak across exec).
+    On CUDA it is the peak allocated device memory during ``run`` (including what setup left
+    allocated). A fresh process keeps earlier cases' allocations out of the number.
 
     Args:
         setup: Python source run first (imports, model and input construction).
@@ -113,22 +115,27 @@ def peak_memory_of(setup: str, run: str, *, device: str = "cpu", timeout: float 
     """
     probe = textwrap.dedent(
         """
-        import gc, json, resource
+        import gc, json
         import torch
-        def _rss():
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * resource.getpagesize()
+        def _status(field):
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1]) * 1024
         {setup}
         gc.collect()
         if {cuda}:
             torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-        _base = _rss()
+        else:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        _base = _status("VmRSS")
         {run}
         if {cuda}:
             torch.cuda.synchronize()
             _peak = torch.cuda.max_memory_allocated()
         else:
-            _peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - _base
+            _peak = _status("VmHWM") - _base
         print(json.dumps({{"peak": _peak}}))
         """
     ).format(
