@@ -10,6 +10,7 @@ field that changes numbers is refused, naming those fields.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -100,7 +101,7 @@ def environment(device: str) -> dict[str, object]:
     if device.startswith("cuda") and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name(torch.device(device))
     else:
-        device_name = platform.processor() or platform.machine()
+        device_name = _cpu_name()
     return {
         "versions": versions,
         "git_commit": _git_commit(),
@@ -109,6 +110,18 @@ def environment(device: str) -> dict[str, object]:
         "device_name": device_name,
         "threads": torch.get_num_threads(),
     }
+
+
+def _cpu_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _git_commit() -> str | None:
