@@ -167,7 +167,7 @@ def test_resume_refuses_a_different_protocol(finished_run, tmp_path, capsys):
     assert len(read_records(out / RUN_NAME)) == 2
 
 
-def test_target_label_needs_the_models_classes(tmp_path, capsys):
+def test_target_label_explains_the_label(tmp_path):
     assert (
         main(
             [
@@ -238,3 +238,22 @@ def test_two_processes_match_one(finished_run, tmp_path):
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert_same_records(read_records(tmp_path / RUN_NAME), read_records(finished_run))
+
+
+def test_target_label_is_refused_when_labels_are_not_the_models_classes(tmp_path, capsys):
+    from PIL import Image
+
+    for name in ("cats", "dogs"):
+        (tmp_path / "tree" / name).mkdir(parents=True)
+        Image.new("RGB", (20, 16), (200, 30, 30)).save(tmp_path / "tree" / name / "a.png")
+    arguments = ["evaluate", "--dataset", "folder", "--root", str(tmp_path / "tree")]
+    arguments += ["--explainers", "center", "--steps", "4", "--out", str(tmp_path / "runs")]
+    assert main([*arguments, "--target", "label"]) == 2
+    assert "--target label needs a data set whose labels are the model's classes" in (
+        capsys.readouterr().err
+    )
+    assert main(arguments) == 0
+    records = read_records(tmp_path / "runs" / "folder-synthetic_cnn")
+    assert len(records) == 2
+    assert not records["pointing_game_valid"].any()
+    assert records["insertion_auc"].notna().all()
