@@ -1,4 +1,4 @@
-"""Command line: ``python -m sidu_bench {evaluate,list,compare,plot,train-synthetic}``."""
+"""Command line: ``python -m sidu_bench {evaluate,list,compare,plot,report,train-synthetic}``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 DEFAULT_EXPLAINERS = "sidu,gradcam,scorecam,rise,center,random"
 DEFAULT_OUT = Path("results/runs")
+DEFAULT_REPORT_OUT = Path("results/report")
 
 
 def _names(text: str) -> list[str]:
@@ -77,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="draw a run folder's figures from its stored items")
     plot.add_argument("run_dir", type=Path)
+
+    report = commands.add_parser("report", help="cross tables of finished run folders")
+    report.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (globs allowed)"
+    )
+    report.add_argument(
+        "--out", type=Path, default=DEFAULT_REPORT_OUT, help="output folder (results/report)"
+    )
+    report.add_argument(
+        "--allow-mixed-protocols", action="store_true", help="mix protocols (marks the table)"
+    )
 
     train = commands.add_parser("train-synthetic", help="train the shipped synthetic CNN")
     train.add_argument("--out", type=Path, help="weights file (default: the packaged one)")
@@ -150,6 +162,19 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from sidu_bench.report import build_report, expand_run_dirs
+
+    written = build_report(
+        expand_run_dirs(args.run_dirs),
+        out=args.out,
+        allow_mixed_protocols=args.allow_mixed_protocols,
+    )
+    for path in written:
+        print(path)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from sidu_bench.models import train_synthetic
 
@@ -163,6 +188,7 @@ COMMANDS = {
     "list": _list,
     "compare": _compare,
     "plot": _plot,
+    "report": _report,
     "train-synthetic": _train,
 }
 

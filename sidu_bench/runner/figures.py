@@ -13,6 +13,7 @@ import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 FIGURES_FOLDER = "figures"
 
 
-def _pyplot():
+def pyplot_or_none() -> ModuleType | None:
+    """Return ``matplotlib.pyplot`` on the Agg backend, or ``None`` without matplotlib."""
     try:
         import matplotlib
 
@@ -33,7 +35,8 @@ def _pyplot():
     return plt
 
 
-def _save(figure: object, path: Path) -> None:
+def save_png(figure: object, path: Path) -> None:
+    """Save a matplotlib figure as PNG atomically."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
@@ -58,7 +61,7 @@ def write_figures(
         std: the model's normalisation standard deviation.
         title: a title naming the data set and model.
     """
-    plt = _pyplot()
+    plt = pyplot_or_none()
     if plt is None:
         log.warning("matplotlib is not installed (pip install 'sidu-bench[plot]'): no figures")
         return []
@@ -67,12 +70,12 @@ def write_figures(
     curves = _curves_figure(plt, results, explainers, title)
     if curves is not None:
         written.append(folder / "curves.png")
-        _save(curves, written[-1])
+        save_png(curves, written[-1])
         plt.close(curves)
     overlays = _overlays_figure(plt, results, explainers, mean, std, title)
     if overlays is not None:
         written.append(folder / "overlays.png")
-        _save(overlays, written[-1])
+        save_png(overlays, written[-1])
         plt.close(overlays)
     return written
 

@@ -150,7 +150,8 @@ def _verdict(result: Estimate, metric: str) -> str:
     return "better than reference" if better else "worse than reference"
 
 
-def _cell(value: float, low: float, high: float, n: int, fmt: Callable[[float], str]) -> str:
+def format_cell(value: float, low: float, high: float, n: int, fmt: Callable[[float], str]) -> str:
+    """Format ``value [low, high] (n=N)``; a dash when nothing was scored, no CI when undefined."""
     if n == 0 or np.isnan(value):
         return "–"
     if np.isnan(low):
@@ -172,7 +173,7 @@ def summary_markdown(
         cells = [str(row["explainer"])]
         for metric in SUMMARY_METRICS:
             cells.append(
-                _cell(
+                format_cell(
                     row[metric],
                     row[f"{metric}_ci_low"],
                     row[f"{metric}_ci_high"],
@@ -194,7 +195,9 @@ def summary_markdown(
             "|---|---|---|---|---|",
         ]
         for _, row in comparisons.iterrows():
-            cell = _cell(row["difference"], row["ci_low"], row["ci_high"], 1, lambda v: f"{v:+.3f}")
+            cell = format_cell(
+                row["difference"], row["ci_low"], row["ci_high"], 1, lambda v: f"{v:+.3f}"
+            )
             cell = cell.replace(" (n=1)", "")
             lines.append(
                 f"| {row['explainer']} | {row['metric']} | {cell} | {row['n']} | {row['verdict']} |"

@@ -1,0 +1,460 @@
+"""Cross tables of finished run folders: ``python -m sidu_bench report RUN_DIR...``.
+
+Everything comes from what the runs stored (``config.json``, ``summary.csv``, ``records.csv``);
+no map or metric is recomputed. Rows are (data set, model), columns explainer x metric, each cell
+the run's own summary value with its 95 % CI and n.
+
+Runs share a table only if the ``protocol`` objects of their ``config.json`` agree (the package
+version is shown, not compared; the input size may differ). ``allow_mixed_protocols`` lets
+disagreeing runs in and marks the table.
+
+The ranking rule is :data:`RANKING_RULE`.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sidu_bench.compare import HIGHER_IS_BETTER, read_summary
+from sidu_bench.runner.config import differing_fields, read_config
+from sidu_bench.runner.figures import pyplot_or_none, save_png
+from sidu_bench.runner.storage import atomic_write_text
+from sidu_bench.runner.summary import format_cell, paired_comparisons
+
+log = logging.getLogger(__name__)
+
+RECORDS_FILE = "records.csv"
+REPORT_METRICS = (
+    "pointing_game",
+    "pointing_game_center_miss",
+    "energy_pointing_game",
+    "region_auc",
+    "insertion_auc",
+    "deletion_auc",
+    "seconds_per_image",
+)
+"""Metric columns of the report, in table order."""
+RANKED_METRICS = {
+    "pointing_game": "pointing_game_hit_rate",
+    "energy_pointing_game": "energy_pointing_game",
+    "region_auc": "region_auc",
+    "insertion_auc": "insertion_auc",
+    "deletion_auc": "deletion_auc",
+}
+"""Report metric -> the per-item metric of ``paired_comparisons`` it is ranked on."""
+REPORT_COLUMNS = (
+    "dataset",
+    "model",
+    "explainer",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "rank",
+    "run_dir",
+    "sidu_bench_version",
+    "protocol_version",
+    "protocol_id",
+    "mixed_protocols",
+)
+"""Columns of ``report.csv`` (long format, one row per cell)."""
+RANKING_RULE = (
+    "Per (data set, model) and metric, explainers are ordered by their summary mean (best "
+    "first; lower is better for deletion AUC). For every pair, the paired bootstrap 95 % CI of "
+    "the per-item difference on the items both score decides whether one is significantly "
+    "better (a CI containing 0 is a tie). A rank boundary goes before position p only if every "
+    "explainer before p is significantly better than every explainer from p on; an explainer's "
+    "rank is 1 + the number of explainers above its boundary. So an explainer is ranked above "
+    "another only if it is significantly better, and explainers that cannot be separated share "
+    "a rank. The pointing game is ranked on per-item hits (its per-class mean is not a per-item "
+    "quantity); the center-miss pointing game and seconds per image are not ranked."
+)
+"""How ``rank`` is decided (written into ``report.md``)."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """What the report reads of one finished run folder."""
+
+    path: Path
+    config: dict[str, object]
+    summary: pd.DataFrame
+    records: pd.DataFrame
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The (data set, model) row of the run."""
+        return str(self.config.get("dataset")), str(self.config.get("model"))
+
+    @property
+    def protocol(self) -> dict[str, object]:
+        """The run's protocol object."""
+        return self.config["protocol"]
+
+    @property
+    def version(self) -> str:
+        """The sidu-bench version that made the run ("unknown" when not recorded)."""
+        versions = (self.config.get("environment") or {}).get("versions") or {}
+        return str(versions.get("sidu-bench") or "unknown")
+
+
+def expand_run_dirs(patterns: Sequence[str]) -> list[Path]:
+    """Expand glob patterns the shell left unexpanded; plain paths are kept as given.
+
+    Raises:
+        FileNotFoundError: a pattern matches nothing.
+    """
+    paths: list[Path] = []
+    for pattern in patterns:
+        if not glob.has_magic(pattern):
+            paths.append(Path(pattern))
+            continue
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise FileNotFoundError(f"no run folder matches {pattern!r}")
+        paths += [Path(match) for match in matches]
+    return list(dict.fromkeys(paths))
+
+
+def load_run(run_dir: Path) -> RunFolder:
+    """Read a finished run folder, with an error naming it when it is missing or corrupt."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist")
+    config = read_config(run_dir)
+    if config is None:
+        raise FileNotFoundError(f"{run_dir} is not a run folder: it has no config.json")
+    if not isinstance(config.get("protocol"), dict):
+        raise ValueError(f"corrupt {run_dir / 'config.json'}: no 'protocol' object")
+    return RunFolder(run_dir, config, read_summary(run_dir), _read_records(run_dir))
+
+
+def _read_records(run_dir: Path) -> pd.DataFrame:
+    path = run_dir / RECORDS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished run folder: {path} does not exist")
+    try:
+        records = pd.read_csv(path, dtype={"id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"corrupt {path}: {error}") from error
+    missing = {"id", "explainer"} - set(records.columns)
+    if missing:
+        raise ValueError(f"corrupt {path}: no {', '.join(sorted(missing))} column")
+    return records
+
+
+def protocol_id(protocol: dict[str, object]) -> str:
+    """A short stable id of a protocol object (12 hex digits of its canonical JSON's SHA-256)."""
+    text = json.dumps(protocol, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def protocol_mismatches(runs: Sequence[RunFolder]) -> list[str]:
+    """One line per run whose protocol differs from the first run's, naming the fields."""
+    first = runs[0]
+    lines = []
+    for run in runs[1:]:
+        fields = differing_fields(first.protocol, run.protocol)
+        if fields:
+            lines.append(f"{run.path} differs from {first.path} in {', '.join(fields)}")
+    return lines
+
+
+def _check_protocols(runs: Sequence[RunFolder], *, allow_mixed: bool) -> list[str]:
+    mismatches = protocol_mismatches(runs)
+    if mismatches and not allow_mixed:
+        raise ValueError(
+            "runs with different protocols cannot share a table:\n  "
+            + "\n  ".join(mismatches)
+            + "\n(--allow-mixed-protocols builds it anyway, marked as mixed)"
+        )
+    for line in mismatches:
+        log.warning("mixed protocols: %s", line)
+    return mismatches
+
+
+def _group(runs: Sequence[RunFolder]) -> dict[tuple[str, str], list[RunFolder]]:
+    """Runs by (data set, model); an explainer may come from one run of its row only."""
+    groups: dict[tuple[str, str], list[RunFolder]] = {}
+    owner: dict[tuple[str, str, str], Path] = {}
+    for run in runs:
+        groups.setdefault(run.key, []).append(run)
+        for explainer in run.summary.index:
+            cell = (*run.key, str(explainer))
+            if cell in owner:
+                raise ValueError(
+                    f"explainer {explainer!r} of {run.key[0]} x {run.key[1]} is in two run "
+                    f"folders: {owner[cell]} and {run.path}"
+                )
+            owner[cell] = run.path
+    return groups
+
+
+def rank_groups(order: Sequence[str], better: set[tuple[str, str]]) -> dict[str, int]:
+    """Ranks of explainers in ``order`` (best mean first) from significant pairwise wins.
+
+    ``(a, b) in better`` means a is significantly better than b. A boundary goes before
+    position p only if every explainer before p is significantly better than every one from p
+    on; the rank is 1 + the number of explainers above the boundary.
+
+    Example:
+        >>> rank_groups(["a", "b", "c"], {("a", "c"), ("b", "c")})
+        {'a': 1, 'b': 1, 'c': 3}
+    """
+    ranks: dict[str, int] = {}
+    rank = 1
+    for position, label in enumerate(order):
+        if position and all((a, b) in better for a in order[:position] for b in order[position:]):
+            rank = position + 1
+        ranks[label] = rank
+    return ranks
+
+
+def _significant_wins(records: pd.DataFrame, explainers: list[str], *, seed: int) -> pd.DataFrame:
+    """Rows (winner, loser, metric) where the paired CI says the winner is better."""
+    frames = []
+    for reference in explainers:
+        pairs = paired_comparisons(records, reference, explainers, seed=seed)
+        if len(pairs):
+            wins = pairs[pairs["verdict"] == "better than reference"]
+            frames.append(wins.assign(loser=reference)[["explainer", "loser", "metric"]])
+    if not frames:
+        return pd.DataFrame(columns=["explainer", "loser", "metric"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def rankings(
+    records: pd.DataFrame, summary: pd.DataFrame, *, seed: int
+) -> dict[str, dict[str, int]]:
+    """Rank of every explainer per ranked report metric (:data:`RANKING_RULE`).
+
+    Args:
+        records: the row's ``records.csv`` rows (all its explainers).
+        summary: the row's summary, indexed by explainer.
+        seed: the runs' bootstrap seed.
+    """
+    explainers = [str(label) for label in summary.index]
+    wins = _significant_wins(records[records["explainer"].isin(explainers)], explainers, seed=seed)
+    result = {}
+    for metric, paired in RANKED_METRICS.items():
+        means = summary[paired].astype(float).dropna()
+        sign = 1.0 if HIGHER_IS_BETTER[paired] else -1.0
+        order = sorted(means.index, key=lambda label, m=means: (-sign * m[label], str(label)))
+        chosen = wins[wins["metric"] == paired]
+        better = set(zip(chosen["explainer"], chosen["loser"], strict=True))
+        result[metric] = rank_groups([str(label) for label in order], better)
+    return result
+
+
+def _cells(run: RunFolder, ranks: dict[str, dict[str, int]]) -> list[dict[str, object]]:
+    rows = []
+    for explainer, summary in run.summary.iterrows():
+        for metric in REPORT_METRICS:
+            if metric == "seconds_per_image":
+                low = high = float("nan")
+                n = summary["n_images"]
+            else:
+                low, high = summary[f"{metric}_ci_low"], summary[f"{metric}_ci_high"]
+                n = summary[f"{metric}_n"]
+            rows.append(
+                {
+                    "dataset": run.key[0],
+                    "model": run.key[1],
+                    "explainer": explainer,
+                    "metric": metric,
+                    "value": summary[metric],
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": int(n),
+                    "rank": ranks.get(metric, {}).get(str(explainer)),
+                    "run_dir": str(run.path),
+                    "sidu_bench_version": run.version,
+                    "protocol_version": run.protocol.get("protocol_version"),
+                    "protocol_id": protocol_id(run.protocol),
+                }
+            )
+    return rows
+
+
+def report_table(runs: Sequence[RunFolder], *, mixed: bool) -> pd.DataFrame:
+    """The long-format report: one row per (data set, model, explainer, metric) cell."""
+    rows = []
+    for group in _group(runs).values():
+        records = pd.concat([run.records for run in group], ignore_index=True)
+        summary = pd.concat([run.summary for run in group])
+        seed = int(group[0].protocol.get("statistics", {}).get("seed", 0))
+        ranks = rankings(records, summary, seed=seed)
+        for run in group:
+            rows += _cells(run, ranks)
+    table = pd.DataFrame(rows, columns=REPORT_COLUMNS[:-1])
+    table["rank"] = table["rank"].astype("Int64")
+    table["mixed_protocols"] = mixed
+    return table
+
+
+def _flatten(protocol: dict[str, object], prefix: str = "") -> list[str]:
+    lines = []
+    for key, value in protocol.items():
+        if isinstance(value, dict):
+            lines += _flatten(value, f"{prefix}{key}.")
+        else:
+            lines.append(f"- `{prefix}{key}`: {value}")
+    return lines
+
+
+def _header(runs: Sequence[RunFolder], mismatches: Sequence[str]) -> list[str]:
+    lines = ["# sidu-bench report", ""]
+    if mismatches:
+        lines += ["> **WARNING: mixed protocols** — these runs do not share one protocol, so the"]
+        lines += ["> table compares numbers that were not measured the same way:", ">"]
+        lines += [f"> - {line}" for line in mismatches]
+        lines.append("")
+    versions = sorted({run.version for run in runs})
+    lines += [f"- **sidu-bench versions**: {', '.join(versions)}"]
+    ids = sorted({protocol_id(run.protocol) for run in runs})
+    lines += [f"- **protocol id(s)**: {', '.join(ids)}", "", "## Protocol", ""]
+    lines += _flatten(runs[0].protocol)
+    lines += ["", "## Run folders", ""]
+    lines += ["| run folder | data set | model | sidu-bench | protocol id | device |"]
+    lines += ["|---|---|---|---|---|---|"]
+    for run in runs:
+        device = (run.config.get("environment") or {}).get("device_name", "")
+        lines.append(
+            f"| {run.path} | {run.key[0]} | {run.key[1]} | {run.version} | "
+            f"{protocol_id(run.protocol)} | {device} |"
+        )
+    return lines
+
+
+def _metric_section(table: pd.DataFrame, metric: str) -> list[str]:
+    part = table[table["metric"] == metric]
+    explainers = list(dict.fromkeys(part["explainer"]))
+    direction = "lower is better" if metric == "deletion_auc" else "higher is better"
+    if metric == "seconds_per_image":
+        direction = "mean seconds per image; n = images"
+    fmt = "{:.3g}" if metric == "seconds_per_image" else "{:.3f}"
+    lines = ["", f"### {metric} ({direction})", ""]
+    lines.append("| data set | model | " + " | ".join(explainers) + " |")
+    lines.append("|---|---|" + "---|" * len(explainers))
+    for (dataset, model), row in part.groupby(["dataset", "model"], sort=False):
+        by_explainer = row.set_index("explainer")
+        cells = []
+        for label in explainers:
+            if label not in by_explainer.index:
+                cells.append("")
+                continue
+            cell = by_explainer.loc[label]
+            cells.append(
+                format_cell(cell["value"], cell["ci_low"], cell["ci_high"], cell["n"], fmt.format)
+            )
+        lines.append(f"| {dataset} | {model} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ranking_section(table: pd.DataFrame) -> list[str]:
+    lines = ["", "## Rankings", "", "Paired comparisons on the same items (see the rule above)."]
+    lines += ["", "| data set | model | metric | ranking |", "|---|---|---|---|"]
+    ranked = table[table["rank"].notna()].sort_values("rank", kind="stable")
+    for (dataset, model), row in ranked.groupby(["dataset", "model"], sort=False):
+        for metric in RANKED_METRICS:
+            part = row[row["metric"] == metric]
+            order = " · ".join(f"{cell.rank}. {cell.explainer}" for cell in part.itertuples())
+            lines.append(f"| {dataset} | {model} | {metric} | {order} |")
+    return lines
+
+
+def report_markdown(
+    runs: Sequence[RunFolder], table: pd.DataFrame, mismatches: Sequence[str]
+) -> str:
+    """``report.md``: header (protocol, versions, runs), the cross tables and the rankings."""
+    lines = _header(runs, mismatches)
+    lines += ["", "## Cross tables", "", "Mean [95 % bootstrap CI] (n scored), from each run's"]
+    lines += ["own summary.csv."]
+    for metric in REPORT_METRICS:
+        lines += _metric_section(table, metric)
+    lines += _ranking_section(table)
+    lines += ["", f"Ranking rule: {RANKING_RULE}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_figure(table: pd.DataFrame, path: Path) -> Path | None:
+    """Insertion AUC against seconds per image (log x), one subplot per data set.
+
+    Colour is the explainer, marker the model. Returns the file, or ``None`` when matplotlib
+    is missing (a warning is logged).
+    """
+    plt = pyplot_or_none()
+    if plt is None:
+        log.warning("matplotlib is not installed (pip install 'sidu-bench[plot]'): no figure")
+        return None
+    wide = table.pivot_table(
+        index=["dataset", "model", "explainer"], columns="metric", values="value", sort=False
+    ).reset_index()
+    datasets = list(dict.fromkeys(wide["dataset"]))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(wide["explainer"]))}
+    markers = dict(zip(dict.fromkeys(wide["model"]), "osD^vP*Xh<>", strict=False))
+    figure, axes = plt.subplots(
+        1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False, sharey=True
+    )
+    for axis, dataset in zip(axes[0], datasets, strict=True):
+        for row in wide[wide["dataset"] == dataset].itertuples():
+            seconds = row.seconds_per_image if row.seconds_per_image > 0 else np.nan
+            axis.scatter(
+                seconds,
+                row.insertion_auc,
+                color=colours[row.explainer],
+                marker=markers.get(row.model, "o"),
+                label=f"{row.explainer} · {row.model}",
+            )
+        axis.set_xscale("log")
+        axis.set_title(dataset)
+        axis.set_xlabel("seconds per image (log)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6)
+    axes[0, 0].set_ylabel("insertion AUC")
+    figure.suptitle("faithfulness vs cost")
+    save_png(figure, path)
+    plt.close(figure)
+    return path
+
+
+def build_report(
+    run_dirs: Sequence[Path], *, out: Path, allow_mixed_protocols: bool = False
+) -> list[Path]:
+    """Write ``report.csv``, ``report.md`` and ``faithfulness_vs_cost.png`` into ``out``.
+
+    Args:
+        run_dirs: finished run folders.
+        out: output folder (created if needed).
+        allow_mixed_protocols: build the table even if the runs' protocols disagree (marked).
+
+    Returns:
+        The files written.
+
+    Raises:
+        FileNotFoundError: a run folder or one of its files is missing.
+        ValueError: a file is corrupt, protocols disagree (unless allowed), or an explainer of a
+            (data set, model) row comes from two run folders.
+    """
+    if not run_dirs:
+        raise ValueError("report needs at least one run folder")
+    runs = [load_run(path) for path in run_dirs]
+    mismatches = _check_protocols(runs, allow_mixed=allow_mixed_protocols)
+    table = report_table(runs, mixed=bool(mismatches))
+    out = Path(out)
+    written = [out / "report.csv", out / "report.md"]
+    markdown = report_markdown(runs, table, mismatches)
+    atomic_write_text(written[0], table.to_csv(index=False))
+    atomic_write_text(written[1], markdown)
+    figure = write_figure(table, out / "faithfulness_vs_cost.png")
+    return written + ([figure] if figure is not None else [])

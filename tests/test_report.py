@@ -1,0 +1,264 @@
+"""``python -m sidu_bench report``: cross tables of finished run folders (nothing recomputed)."""
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sidu_bench import report as report_module
+from sidu_bench.cli import main
+from sidu_bench.compare import read_summary
+from sidu_bench.report import REPORT_METRICS, build_report, expand_run_dirs, rank_groups
+from sidu_bench.runner.summary import RECORD_COLUMNS, summarise
+
+RUN_NAME = "synthetic-synthetic_cnn"
+SMALL = ["--limit", "4", "--steps", "8"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two compatible runs of the same (data set, model) with different explainers."""
+    root = tmp_path_factory.mktemp("runs")
+    first = ["evaluate", *SMALL, "--explainers", "sidu,center,random", "--out", str(root / "a")]
+    assert main(first) == 0
+    second = ["evaluate", *SMALL, "--explainers", "gradcam", "--out", str(root / "b")]
+    assert main(second) == 0
+    return root, root / "a" / RUN_NAME, root / "b" / RUN_NAME
+
+
+def copy_run(source, target, edit=None):
+    shutil.copytree(source, target)
+    if edit is not None:
+        path = target / "config.json"
+        config = json.loads(path.read_text())
+        edit(config)
+        path.write_text(json.dumps(config))
+    return target
+
+
+def read_report(out):
+    return pd.read_csv(out / "report.csv")
+
+
+def test_every_cell_equals_its_runs_summary(runs, tmp_path):
+    _, first, second = runs
+    renamed = copy_run(first, tmp_path / "renamed", lambda c: c.update(model="other_cnn"))
+    written = build_report([first, second, renamed], out=tmp_path / "out")
+    assert [p.name for p in written] == ["report.csv", "report.md", "faithfulness_vs_cost.png"]
+    table = read_report(tmp_path / "out")
+    assert len(table) == (3 + 1 + 3) * len(REPORT_METRICS)
+    assert set(zip(table["dataset"], table["model"], strict=True)) == {
+        ("synthetic", "synthetic_cnn"),
+        ("synthetic", "other_cnn"),
+    }
+    for row in table.itertuples():
+        summary = read_summary(row.run_dir).loc[row.explainer]
+        if row.metric == "seconds_per_image":
+            expected = (summary["seconds_per_image"], np.nan, np.nan, summary["n_images"])
+        else:
+            expected = tuple(
+                summary[f"{row.metric}{suffix}"] for suffix in ("", "_ci_low", "_ci_high", "_n")
+            )
+        np.testing.assert_equal((row.value, row.ci_low, row.ci_high, row.n), expected)
+    assert not table["mixed_protocols"].any()
+    assert set(table["sidu_bench_version"]) == {
+        json.loads((first / "config.json").read_text())["environment"]["versions"]["sidu-bench"]
+    }
+    assert table["protocol_id"].nunique() == 1
+    assert table.loc[table["metric"] == "seconds_per_image", "rank"].isna().all()
+    assert table.loc[table["metric"] == "insertion_auc", "rank"].notna().all()
+
+
+def test_markdown_shows_cells_versions_and_rankings(runs, tmp_path):
+    _, first, second = runs
+    build_report([first, second], out=tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    summary = read_summary(first).loc["sidu"]
+    cell = (
+        f"{summary['insertion_auc']:.3f} [{summary['insertion_auc_ci_low']:.3f}, "
+        f"{summary['insertion_auc_ci_high']:.3f}] (n={int(summary['insertion_auc_n'])})"
+    )
+    assert cell in text
+    assert "| data set | model | sidu | center | random | gradcam |" in text
+    assert "- **sidu-bench versions**: " in text
+    assert "- `insertion_deletion.steps`: 8" in text
+    assert "## Rankings" in text
+    assert "| synthetic | synthetic_cnn | insertion_auc | " in text
+    assert "WARNING" not in text
+
+
+def hand_made_run(folder, template):
+    """Twenty items: 'good' beats the others by 0.3 insertion AUC; 'same1' and 'same2' agree."""
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.2, 0.6, size=20)
+    rows = []
+    for label, shift in (("same1", 0.0), ("good", 0.3), ("same2", 0.0)):
+        for i, value in enumerate(base):
+            rows.append(
+                {
+                    "id": f"item{i:02d}",
+                    "category": "a" if i % 2 else "b",
+                    "label": 0,
+                    "target": 0,
+                    "predicted": 0,
+                    "predicted_prob": 0.9,
+                    "target_prob": 0.9,
+                    "explainer": label,
+                    "center_miss": i % 3 == 0,
+                    "pointing_game_hit": i % 4 != 0,
+                    "pointing_game_valid": True,
+                    "energy_pointing_game": 0.5,
+                    "region_auc": 0.7,
+                    "insertion_auc": value + shift,
+                    "deletion_auc": 0.1,
+                    "seconds": 0.01,
+                    "metric_seconds": 0.02,
+                }
+            )
+    records = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    folder.mkdir()
+    shutil.copy(template / "config.json", folder / "config.json")
+    records.to_csv(folder / "records.csv", index=False)
+    summary = summarise(records, ["same1", "good", "same2"], seed=0)
+    summary.to_csv(folder / "summary.csv", index=False)
+    return folder
+
+
+def test_ranking_separates_a_clear_winner_and_ties_identical_explainers(runs, tmp_path):
+    run = hand_made_run(tmp_path / "hand", runs[1])
+    build_report([run], out=tmp_path / "out")
+    table = read_report(tmp_path / "out").set_index(["metric", "explainer"])["rank"]
+    assert table["insertion_auc"].to_dict() == {"same1": 2, "good": 1, "same2": 2}
+    for metric in ("pointing_game", "energy_pointing_game", "region_auc", "deletion_auc"):
+        assert table[metric].to_dict() == {"same1": 1, "good": 1, "same2": 1}
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| insertion_auc | 1. good · 2. same1 · 2. same2 |" in text
+
+
+def test_rank_groups_only_ranks_above_when_significantly_better():
+    assert rank_groups(["a", "b", "c"], {("a", "b"), ("a", "c")}) == {"a": 1, "b": 2, "c": 2}
+    # a beats c but not b, and b does not beat c: no boundary can be drawn
+    assert rank_groups(["a", "b", "c"], {("a", "c")}) == {"a": 1, "b": 1, "c": 1}
+    assert rank_groups(["a", "b", "c"], {("a", "c"), ("b", "c")}) == {"a": 1, "b": 1, "c": 3}
+
+
+def set_steps(config):
+    config["protocol"]["insertion_deletion"]["steps"] = 16
+
+
+def test_incompatible_protocols_are_refused(runs, tmp_path):
+    _, first, _ = runs
+    other = copy_run(first, tmp_path / "other", set_steps)
+    with pytest.raises(ValueError, match="different protocols") as error:
+        build_report([first, other], out=tmp_path / "out")
+    message = str(error.value)
+    assert f"{other} differs from {first} in insertion_deletion.steps" in message
+    assert "--allow-mixed-protocols" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_mixed_protocols_are_accepted_with_the_flag_and_marked(runs, tmp_path, caplog):
+    _, first, _ = runs
+    other = copy_run(first, tmp_path / "other", set_steps)
+    other_config = json.loads((other / "config.json").read_text())
+    other_config["model"] = "other_cnn"
+    (other / "config.json").write_text(json.dumps(other_config))
+    with caplog.at_level(logging.WARNING, logger="sidu_bench.report"):
+        build_report([first, other], out=tmp_path / "out", allow_mixed_protocols=True)
+    assert "insertion_deletion.steps" in caplog.text
+    table = read_report(tmp_path / "out")
+    assert table["mixed_protocols"].all()
+    assert table["protocol_id"].nunique() == 2
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "> **WARNING: mixed protocols**" in text
+    assert f"> - {other} differs from {first} in insertion_deletion.steps" in text
+
+
+def test_same_explainer_from_two_folders_is_refused(runs, tmp_path):
+    _, first, _ = runs
+    twin = copy_run(first, tmp_path / "twin")
+    with pytest.raises(ValueError, match=f"'sidu' .* two run folders: {first} and {twin}"):
+        build_report([first, twin], out=tmp_path / "out")
+
+
+def break_config(folder):
+    (folder / "config.json").write_text("{not json")
+
+
+def break_records(folder):
+    (folder / "records.csv").write_text("")
+
+
+@pytest.mark.parametrize(
+    ("damage", "error", "message"),
+    [
+        (lambda f: shutil.rmtree(f), FileNotFoundError, "run folder {run} does not exist"),
+        (lambda f: (f / "config.json").unlink(), FileNotFoundError, "{run} is not a run folder"),
+        (break_config, ValueError, "corrupt {run}/config.json"),
+        (lambda f: (f / "summary.csv").unlink(), FileNotFoundError, "{run}/summary.csv does not"),
+        (lambda f: (f / "records.csv").unlink(), FileNotFoundError, "{run}/records.csv does not"),
+        (break_records, ValueError, "corrupt {run}/records.csv"),
+    ],
+)
+def test_missing_or_corrupt_run_folder_is_named(runs, tmp_path, damage, error, message):
+    _, first, _ = runs
+    run = copy_run(first, tmp_path / "damaged")
+    damage(run)
+    with pytest.raises(error) as raised:
+        build_report([first, run], out=tmp_path / "out")
+    assert message.format(run=run) in str(raised.value)
+
+
+def test_cli_writes_files_and_expands_globs(runs, tmp_path, capsys):
+    root, first, second = runs
+    out = tmp_path / "out"
+    assert main(["report", str(root / "*" / "synthetic-*"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(out / name) for name in ("report.csv", "report.md")] + [
+        str(out / "faithfulness_vs_cost.png")
+    ]
+    assert (out / "faithfulness_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(read_report(out)["run_dir"]) == {str(first), str(second)}
+
+
+def test_cli_errors_exit_2_naming_the_folder(runs, tmp_path, capsys):
+    _, first, _ = runs
+    other = copy_run(first, tmp_path / "other", set_steps)
+    assert main(["report", str(first), str(other), "--out", str(tmp_path / "out")]) == 2
+    assert "insertion_deletion.steps" in capsys.readouterr().err
+    missing = tmp_path / "missing"
+    assert main(["report", str(missing), "--out", str(tmp_path / "out")]) == 2
+    assert f"run folder {missing} does not exist" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "report",
+                str(other),
+                str(first),
+                "--allow-mixed-protocols",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )  # same explainers, same row: refused
+    assert "two run folders" in capsys.readouterr().err
+
+
+def test_glob_matching_nothing_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run folder matches"):
+        expand_run_dirs([str(tmp_path / "nothing-*")])
+    assert expand_run_dirs(["plain", "plain"]) == [tmp_path.__class__("plain")]
+
+
+def test_figure_is_skipped_with_a_warning_without_matplotlib(runs, tmp_path, monkeypatch, caplog):
+    _, first, _ = runs
+    monkeypatch.setattr(report_module, "pyplot_or_none", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="sidu_bench.report"):
+        written = build_report([first], out=tmp_path)
+    assert [p.name for p in written] == ["report.csv", "report.md"]
+    assert "matplotlib is not installed" in caplog.text
+    assert not (tmp_path / "faithfulness_vs_cost.png").exists()
