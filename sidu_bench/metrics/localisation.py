@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -44,22 +44,17 @@ def pointing_game(
 
     """
     tolerance = check_tolerance(tolerance)
-    hits = []
-    valid = []
-    for resized, region in _resized_pairs(saliency, regions):
-        if region is None:
-            hits.append(torch.tensor(False, device=saliency.device))
-            valid.append(torch.tensor(False, device=saliency.device))
-            continue
+
+    def hit(resized: Tensor, region: Tensor) -> tuple[Tensor, Tensor]:
         height, width = region.shape
         point = torch.argmax(resized.flatten())
         rows = torch.arange(height, device=region.device)[:, None]
         cols = torch.arange(width, device=region.device)[None, :]
         squared = (rows - point // width) ** 2 + (cols - point % width) ** 2
         nearest = torch.where(region, squared, height**2 + width**2).amin()
-        hits.append(region.any() & (nearest.to(torch.float64).sqrt() < tolerance))
-        valid.append(region.any())
-    return torch.stack(hits), torch.stack(valid)
+        return region.any() & (nearest.to(torch.float64).sqrt() < tolerance), region.any()
+
+    return _score_each(saliency, regions, hit, missing=False)
 
 
 def energy_pointing_game(saliency: Tensor, regions: Regions) -> tuple[Tensor, Tensor]:
@@ -85,20 +80,15 @@ def energy_pointing_game(saliency: Tensor, regions: Regions) -> tuple[Tensor, Te
         (tensor([0.7500], dtype=torch.float64), tensor([True]))
 
     """
-    values = []
-    valid = []
-    for resized, region in _resized_pairs(saliency, regions):
-        if region is None:
-            values.append(torch.tensor(torch.nan, dtype=torch.float64, device=saliency.device))
-            valid.append(torch.tensor(False, device=saliency.device))
-            continue
-        positive = resized.clamp(min=0)
-        total = positive.sum()
-        inside = torch.where(region, positive, 0.0).sum()
-        share = inside / torch.where(total > 0, total, 1.0)
-        values.append(torch.where(region.any(), share, torch.nan))
-        valid.append(region.any())
-    return torch.stack(values), torch.stack(valid)
+    return _score_each(saliency, regions, _energy_share)
+
+
+def _energy_share(resized: Tensor, region: Tensor) -> tuple[Tensor, Tensor]:
+    positive = resized.clamp(min=0)
+    total = positive.sum()
+    inside = torch.where(region, positive, 0.0).sum()
+    share = inside / torch.where(total > 0, total, 1.0)
+    return torch.where(region.any(), share, torch.nan), region.any()
 
 
 def region_auc(saliency: Tensor, regions: Regions) -> tuple[Tensor, Tensor]:
@@ -125,23 +115,43 @@ def region_auc(saliency: Tensor, regions: Regions) -> tuple[Tensor, Tensor]:
         (tensor([0.8750], dtype=torch.float64), tensor([True]))
 
     """
+    return _score_each(saliency, regions, _mann_whitney_auc)
+
+
+def _mann_whitney_auc(resized: Tensor, region: Tensor) -> tuple[Tensor, Tensor]:
+    scores, order = torch.sort(resized.flatten())
+    _, group, counts = torch.unique_consecutive(scores, return_inverse=True, return_counts=True)
+    midranks = counts.cumsum(0).to(torch.float64) - (counts - 1).to(torch.float64) / 2
+    inside = region.flatten()[order]
+    n_in = inside.sum().to(torch.float64)
+    n_out = inside.numel() - n_in
+    rank_sum = torch.where(inside, midranks[group], 0.0).sum()
+    auc = (rank_sum - n_in * (n_in + 1) / 2) / torch.where(n_in * n_out > 0, n_in * n_out, 1.0)
+    defined = (n_in > 0) & (n_out > 0)
+    return torch.where(defined, auc, torch.nan), defined
+
+
+def _score_each(
+    saliency: Tensor,
+    regions: Regions,
+    score: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    *,
+    missing: float | bool = float("nan"),
+) -> tuple[Tensor, Tensor]:
+    """Apply ``score(resized map, region) -> (value, valid)`` per item.
+
+    Items without a region get ``missing`` (NaN, or False for hits) and valid False.
+    """
+    dtype = torch.bool if isinstance(missing, bool) else torch.float64
     values = []
     valid = []
     for resized, region in _resized_pairs(saliency, regions):
         if region is None:
-            values.append(torch.tensor(torch.nan, dtype=torch.float64, device=saliency.device))
+            values.append(torch.tensor(missing, dtype=dtype, device=saliency.device))
             valid.append(torch.tensor(False, device=saliency.device))
             continue
-        scores, order = torch.sort(resized.flatten())
-        _, group, counts = torch.unique_consecutive(scores, return_inverse=True, return_counts=True)
-        midranks = counts.cumsum(0).to(torch.float64) - (counts - 1).to(torch.float64) / 2
-        inside = region.flatten()[order]
-        n_in = inside.sum().to(torch.float64)
-        n_out = inside.numel() - n_in
-        rank_sum = torch.where(inside, midranks[group], 0.0).sum()
-        auc = (rank_sum - n_in * (n_in + 1) / 2) / torch.where(n_in * n_out > 0, n_in * n_out, 1.0)
-        defined = (n_in > 0) & (n_out > 0)
-        values.append(torch.where(defined, auc, torch.nan))
+        value, defined = score(resized, region)
+        values.append(value)
         valid.append(defined)
     return torch.stack(values), torch.stack(valid)
 
