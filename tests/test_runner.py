@@ -257,3 +257,11 @@ def test_target_label_is_refused_when_labels_are_not_the_models_classes(tmp_path
     assert len(records) == 2
     assert not records["pointing_game_valid"].any()
     assert records["insertion_auc"].notna().all()
+
+
+def test_unknown_metric_is_refused(tmp_path, capsys):
+    assert main(["evaluate", "--metrics", "pointing", "--limit", "1", "--out", str(tmp_path)]) == 2
+    assert "unknown metric(s) 'pointing'; --metrics takes a comma-separated subset of" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / RUN_NAME).exists()

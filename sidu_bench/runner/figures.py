@@ -94,12 +94,12 @@ def _curves_figure(plt, results, explainers, title):
         axis.set_title(f"mean {name} curve")
         axis.set_xlabel("fraction of pixels " + ("inserted" if name == "insertion" else "deleted"))
         axis.grid(alpha=0.3)
-    axes[0].set_ylabel("probability of the explained class")
-    axes[1].legend(fontsize=7)
-    figure.suptitle(title)
     if not drawn:
         plt.close(figure)
         return None
+    axes[0].set_ylabel("probability of the explained class")
+    axes[1].legend(fontsize=7)
+    figure.suptitle(title)
     return figure
 
 

@@ -27,7 +27,7 @@ from sidu_bench.models import get_model
 from sidu_bench.runner import distributed
 from sidu_bench.runner.config import RunConfig, differing_fields, read_config, write_config
 from sidu_bench.runner.figures import write_figures
-from sidu_bench.runner.item_eval import ItemContext, evaluate_item
+from sidu_bench.runner.item_eval import METRICS, ItemContext, evaluate_item
 from sidu_bench.runner.storage import ItemResult, ItemStore, atomic_write_text
 from sidu_bench.runner.summary import (
     RECORD_COLUMNS,
@@ -90,6 +90,12 @@ def evaluate(
     """
     if config.dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
+    unknown = [name for name in config.metrics if name not in METRICS]
+    if unknown:
+        raise ValueError(
+            f"unknown metric(s) {', '.join(map(repr, unknown))}; --metrics takes a comma-separated "
+            f"subset of {', '.join(METRICS)}"
+        )
     device = resolve_device(config.device)
     spec = get_model(config.model, layer=config.layer or None, checkpoint=config.checkpoint)
     dataset = get_dataset(config.dataset, config.root, spec, **_dataset_options(config))
