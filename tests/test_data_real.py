@@ -11,19 +11,13 @@ from sidu_bench.data import get_dataset
 from sidu_bench.data.caltech101 import read_outline
 
 ROOT = shared_data()
-pytestmark = pytest.mark.skipif(
-    not (ROOT / "caltech101").is_dir() or not (ROOT / "imagenet-val").is_dir(),
-    reason=f"real subsets not found at {ROOT} (set SIDU_BENCH_SHARED_DATA)",
-)
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Run on one thread: on a loaded 2-core machine, thread wake-ups dominate these small ops."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(
+        not (ROOT / "caltech101").is_dir() or not (ROOT / "imagenet-val").is_dir(),
+        reason=f"real subsets not found at {ROOT} (set SIDU_BENCH_SHARED_DATA)",
+    ),
+]
 
 
 def test_every_caltech_item_loads_with_a_region():

@@ -21,14 +21,7 @@ from sidu_bench.metrics import (
     region_auc,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run the tiny models on one thread: the per-step loops stay fast on a busy 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bools(*values: int) -> torch.Tensor:

@@ -20,14 +20,7 @@ from torch import nn
 
 from sidu_bench.metrics import curve_auc, insertion_deletion, rise_blur, rise_blur_kernel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run the tiny models on one thread: the per-step loops stay fast on a busy 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random_batch(seed: int, size: tuple[int, int], map_size: tuple[int, int] | None = None):
