@@ -1,4 +1,4 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, and the opt-in for speed benchmarks."""
 
 import pytest
 import torch
@@ -12,3 +12,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the speed benchmarks in tests/benchmarks unless ``--benchmark-only`` asked for them."""
+    if config.getoption("benchmark_only", default=False):
+        return
+    skip = pytest.mark.skip(reason="speed benchmark: run with `pytest --benchmark-only`")
+    for item in items:
+        if "benchmarks" in item.path.parts:
+            item.add_marker(skip)
