@@ -116,6 +116,10 @@ def test_gradcam_with_frozen_parameters_and_under_inference_mode():
         inference_images = images.clone()
         inside = get_explainer("gradcam", model, "3")(inference_images, TARGETS, IDS)
     torch.testing.assert_close(inside, reference, atol=0, rtol=0)
+    with torch.inference_mode():
+        inference_targets = TARGETS.clone()  # e.g. predictions taken under inference mode
+    outside = get_explainer("gradcam", model, "3")(images, inference_targets, IDS)
+    torch.testing.assert_close(outside, reference, atol=0, rtol=0)
     assert all(p.grad is None and not p.requires_grad for p in model.parameters())
 
 

@@ -58,7 +58,8 @@ class GradCAM(LayerExplainer):
                 logits = self.model(inputs)
             activations = capture.take()
             self._check_targets(targets, logits)
-            score = logits.float().gather(1, targets[:, None]).sum()
+            # a clone outside inference mode: targets may be inference tensors
+            score = logits.float().gather(1, targets[:, None].clone()).sum()
             (gradients,) = torch.autograd.grad(score, activations, allow_unused=True)
         if gradients is None:
             raise ValueError(
