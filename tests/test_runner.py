@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from sidu_bench.cli import main
+from sidu_bench.runner import config as config_module
 from sidu_bench.runner import run as run_module
 from sidu_bench.runner.summary import RECORD_COLUMNS, SUMMARY_METRICS
 
@@ -108,9 +109,15 @@ def test_interrupted_run_resumes_without_losing_work(tmp_path, monkeypatch, fini
     assert not list(run_dir.rglob("*.tmp"))
     calls.clear()
     monkeypatch.setattr(run_module, "evaluate_item", original)
+    first_session = json.loads((run_dir / "config.json").read_text())["environment"]
+    later = {**first_session, "git_commit": "later-commit"}
+    monkeypatch.setattr(config_module, "environment", lambda device: later)
     assert evaluate(tmp_path) == 0
     resumed, reference = read_records(run_dir), read_records(finished_run)
     assert_same_records(resumed, reference)
+    stored = json.loads((run_dir / "config.json").read_text())
+    assert stored["environment"]["git_commit"] == "later-commit"
+    assert stored["earlier_environments"] == [first_session], "the first session is kept"
 
 
 def assert_same_records(first, second):

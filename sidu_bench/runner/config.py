@@ -27,6 +27,9 @@ CONFIG_FILE = "config.json"
 RESUMABLE_FIELDS = ("limit", "explainers", "batch_size", "device", "root", "download")
 """Fields that may change when a run is resumed: they select work, not how it is scored."""
 
+EARLIER_ENVIRONMENTS = "earlier_environments"
+"""Key of the environments of earlier sessions of a resumed run (oldest first)."""
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -125,26 +128,39 @@ def _cpu_name() -> str:
 
 
 def _git_commit() -> str | None:
+    """``HEAD`` of the package's checkout, with ``+uncommitted`` when its code is modified."""
+    package = Path(__file__).resolve().parents[1]
+    commit = _git(["rev-parse", "HEAD"], package)
+    if not commit:
+        return None
+    changes = _git(
+        ["status", "--porcelain", "--untracked-files=no", "--", "sidu", "sidu_bench"],
+        package.parent,
+    )
+    return f"{commit}+uncommitted" if changes else commit
+
+
+def _git(arguments: list[str], where: Path) -> str:
     try:
         completed = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", *arguments],
             capture_output=True,
             text=True,
             check=False,
-            cwd=Path(__file__).resolve().parent,
+            cwd=where,
             timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return completed.stdout.strip() or None
+        return ""
+    return completed.stdout.strip() if completed.returncode == 0 else ""
 
 
 def differing_fields(stored: dict[str, object], requested: dict[str, object]) -> list[str]:
     """Names of the configuration fields (dotted into the protocol) that differ.
 
-    Fields listed in :data:`RESUMABLE_FIELDS` and the environment are not compared.
+    Fields listed in :data:`RESUMABLE_FIELDS` and the environments are not compared.
     """
-    skip = {*RESUMABLE_FIELDS, "environment"}
+    skip = {*RESUMABLE_FIELDS, "environment", EARLIER_ENVIRONMENTS}
     differences = []
     for key in sorted(set(stored) | set(requested)):
         if key in skip:
@@ -166,6 +182,23 @@ def read_config(run_dir: Path) -> dict[str, object] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"corrupt {path}: {error}") from error
+
+
+def with_earlier_environments(
+    stored: dict[str, object], requested: dict[str, object]
+) -> dict[str, object]:
+    """``requested`` keeping, under ``earlier_environments``, the stored run's environments.
+
+    A resumed run's items may come from several sessions (commits, machines): the environment of
+    each earlier session that differs from the current one is kept, oldest first.
+    """
+    earlier = list(stored.get(EARLIER_ENVIRONMENTS) or [])
+    previous = stored.get("environment")
+    if previous is not None and previous != requested.get("environment"):
+        earlier.append(previous)
+    if not earlier:
+        return requested
+    return {**requested, EARLIER_ENVIRONMENTS: earlier}
 
 
 def write_config(run_dir: Path, content: dict[str, object]) -> None:

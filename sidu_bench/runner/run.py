@@ -25,7 +25,13 @@ from sidu_bench.data import get_dataset
 from sidu_bench.explainers import get_explainer
 from sidu_bench.models import get_model
 from sidu_bench.runner import distributed
-from sidu_bench.runner.config import RunConfig, differing_fields, read_config, write_config
+from sidu_bench.runner.config import (
+    RunConfig,
+    differing_fields,
+    read_config,
+    with_earlier_environments,
+    write_config,
+)
 from sidu_bench.runner.figures import write_figures
 from sidu_bench.runner.item_eval import METRICS, ItemContext, evaluate_item
 from sidu_bench.runner.storage import ItemResult, ItemStore, atomic_write_text
@@ -197,6 +203,7 @@ def _prepare_folder(run_dir: Path, config: RunConfig, *, fresh: bool) -> None:
                 f"{run_dir} holds a run with a different configuration ({', '.join(fields)}); "
                 "use another --out, the same options, or --fresh to start over"
             )
+        requested = with_earlier_environments(stored, requested)
     distributed.barrier()
     if rank == 0:
         write_config(run_dir, requested)

@@ -43,6 +43,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_json(path: Path, kind: str) -> object:
+    """Parse the JSON file ``path``; errors say which ``kind`` of file is missing or invalid."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} {path} does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{kind} {path} is not valid JSON: {error}") from error
+
+
 @dataclass
 class ItemResult:
     """What a run keeps of one item: one record row per explainer and named arrays."""
