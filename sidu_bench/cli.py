@@ -1,4 +1,7 @@
-"""Command line: ``python -m sidu_bench {evaluate,list,compare,plot,report,train-synthetic}``."""
+"""Command line: ``python -m sidu_bench COMMAND``.
+
+Commands: ``evaluate``, ``list``, ``compare``, ``plot``, ``report``, ``bench``, ``train-synthetic``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 DEFAULT_EXPLAINERS = "sidu,gradcam,scorecam,rise,center,random"
 DEFAULT_OUT = Path("results/runs")
 DEFAULT_REPORT_OUT = Path("results/report")
+DEFAULT_BENCH_OUT = Path("results")
 
 
 def _names(text: str) -> list[str]:
@@ -74,7 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="fail (exit 1) on a faithfulness regression")
     compare.add_argument("new_run", type=Path)
     compare.add_argument("baseline_run", type=Path)
-    compare.add_argument("--tolerance", help="METRIC=VALUE[,METRIC=VALUE] (absolute)")
+    compare.add_argument(
+        "--tolerance",
+        help="METRIC=VALUE[,METRIC=VALUE] (absolute); overrides --tolerance-file entries",
+    )
+    compare.add_argument(
+        "--tolerance-file",
+        type=Path,
+        help='JSON file with a "tolerances" object {METRIC: VALUE}, '
+        "e.g. results/gates/faithfulness.json",
+    )
 
     plot = commands.add_parser("plot", help="draw a run folder's figures from its stored items")
     plot.add_argument("run_dir", type=Path)
@@ -88,6 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--allow-mixed-protocols", action="store_true", help="mix protocols (marks the table)"
+    )
+
+    bench = commands.add_parser(
+        "bench",
+        help="speed and memory tables (bench-<device>.csv/.md) and the CI speed gate",
+        description="Per model: the forward ceiling, then every explainer and its peer package "
+        "(pytorch-sidu, pytorch-grad-cam) in a fresh process each.",
+    )
+    bench.add_argument("--device", default=None, help="cpu (default) or cuda[:N]")
+    bench.add_argument("--model", help="comma-separated bench models (default: per device)")
+    bench.add_argument("--explainers", help="explainer specs (default: all, reduced mask counts)")
+    bench.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
+    bench.add_argument("--channels-last", action="store_true", help="channels-last masked images")
+    bench.add_argument("--images", type=_positive, default=1, help="explained images per call")
+    bench.add_argument("--no-peers", action="store_true", help="skip the peer packages")
+    bench.add_argument("--import", dest="imports", default="", help="modules to import first")
+    bench.add_argument("--out", type=Path, default=DEFAULT_BENCH_OUT, help="output folder")
+    bench.add_argument(
+        "--gate", type=Path, help="gate file: its cases and thresholds; exit 1 when one fails"
     )
 
     train = commands.add_parser("train-synthetic", help="train the shipped synthetic CNN")
@@ -147,9 +179,11 @@ def _list(_args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from sidu_bench.compare import compare_runs, parse_tolerances
+    from sidu_bench.compare import compare_runs, load_tolerance_file, parse_tolerances
 
-    passed, report = compare_runs(args.new_run, args.baseline_run, parse_tolerances(args.tolerance))
+    tolerances = load_tolerance_file(args.tolerance_file) if args.tolerance_file else {}
+    tolerances.update(parse_tolerances(args.tolerance))
+    passed, report = compare_runs(args.new_run, args.baseline_run, tolerances)
     print(report)
     return 0 if passed else 1
 
@@ -175,6 +209,47 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    from sidu_bench.bench import DEFAULT_EXPLAINERS, BenchConfig, run_bench
+    from sidu_bench.bench.gate import check_speed, format_gate, read_gate_file
+
+    imports = tuple(_names(args.imports))
+    for module in imports:
+        importlib.import_module(module)
+    gate = read_gate_file(args.gate) if args.gate else None
+    config = BenchConfig(
+        device=args.device or (gate.device if gate else "cpu"),
+        models=tuple(_names(args.model)) if args.model else (gate.models if gate else ()),
+        explainers=tuple(_names(args.explainers))
+        if args.explainers
+        else (gate.explainers if gate else DEFAULT_EXPLAINERS),
+        dtype=args.dtype or (gate.dtype if gate else "float32"),
+        channels_last=args.channels_last,
+        images=args.images,
+        peers=not args.no_peers,
+        imports=imports,
+    )
+    rows = run_bench(config, args.out, on_row=lambda row: print(_bench_line(row), flush=True))
+    device = "cuda" if config.device.startswith("cuda") else "cpu"
+    print(f"tables written to {args.out / f'bench-{device}.csv'} and .md")
+    failed = [row for row in rows if row.status.startswith("failed")]
+    passed = not failed
+    if gate is not None:
+        results = check_speed(rows, gate)
+        print(format_gate(results))
+        passed = passed and all(result.passed for result in results)
+    return 0 if passed else 1
+
+
+def _bench_line(row: object) -> str:
+    return (
+        f"{row.model:<20} {row.explainer:<44} {row.seconds_per_image:>9.3f} s/image "
+        f"{row.ratio_to_ceiling:>6.2f} of ceiling {row.peak_memory_mb:>9.1f} MB  {row.status}"
+    )
+
+
 def _train(args: argparse.Namespace) -> int:
     from sidu_bench.models import train_synthetic
 
@@ -189,6 +264,7 @@ COMMANDS = {
     "compare": _compare,
     "plot": _plot,
     "report": _report,
+    "bench": _bench,
     "train-synthetic": _train,
 }
 

@@ -3,7 +3,9 @@
 Tolerances are absolute and one-sided, in each metric's bad direction: a metric where higher is
 better regresses when ``new < baseline - tolerance``; deletion AUC (lower is better) regresses
 when ``new > baseline + tolerance``. An explainer of the baseline missing from the new run, or a
-metric that was scored before and is not now, is a failure.
+metric that was scored before and is not now, is a failure. The tolerances come from
+``--tolerance METRIC=VALUE`` (:func:`parse_tolerances`) or a JSON tolerance file
+(:func:`load_tolerance_file`; the CI gate's is ``results/gates/faithfulness.json``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from sidu_bench.runner.storage import read_json
 
 SUMMARY_FILE = "summary.csv"
 HIGHER_IS_BETTER = {
@@ -26,6 +30,8 @@ HIGHER_IS_BETTER = {
 }
 DEFAULT_TOLERANCE = 1e-6
 """Repeatability of AUCs across batching (DESIGN.md, protocol item 12)."""
+TOLERANCES_KEY = "tolerances"
+"""The key of a tolerance file's ``{metric: value}`` object (see ``results/gates/``)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,56 @@ def parse_tolerances(text: str | None) -> dict[str, float]:
             ) from None
         if not tolerances[name] >= 0:
             raise ValueError(f"--tolerance value for {name} must be >= 0, got {value!r}")
+    return tolerances
+
+
+def load_tolerance_file(path: Path) -> dict[str, float]:
+    """Read the absolute tolerances of a JSON tolerance file.
+
+    The file is a JSON object whose ``"tolerances"`` entry maps gated metric names (the keys of
+    :data:`HIGHER_IS_BETTER`) to non-negative finite numbers; other top-level entries (how the
+    tolerances were measured, the commands) are ignored. Metrics it leaves out keep
+    :data:`DEFAULT_TOLERANCE`.
+
+    Args:
+        path: The JSON file, e.g. ``results/gates/faithfulness.json``.
+
+    Returns:
+        ``{metric: tolerance}`` for every metric the file names.
+
+    Raises:
+        FileNotFoundError: If ``path`` is not a file.
+        ValueError: If the file is not valid JSON, has no ``"tolerances"`` object, or has an entry
+            with an unknown metric or a value that is not a finite number >= 0; the message names
+            the file and the entry.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "gate.json"
+        ...     _ = path.write_text('{"tolerances": {"insertion_auc": 0.001}}')
+        ...     load_tolerance_file(path)
+        {'insertion_auc': 0.001}
+    """
+    path = Path(path)
+    content = read_json(path, "tolerance file")
+    if not isinstance(content, dict) or not isinstance(content.get(TOLERANCES_KEY), dict):
+        raise ValueError(
+            f"tolerance file {path} must be a JSON object with a {TOLERANCES_KEY!r} object "
+            "mapping metric names to numbers"
+        )
+    tolerances: dict[str, float] = {}
+    for name, value in content[TOLERANCES_KEY].items():
+        entry = f"tolerance file {path}: entry {name!r}: {value!r}"
+        if name not in HIGHER_IS_BETTER:
+            raise ValueError(
+                f"{entry}: unknown metric, expected one of {', '.join(HIGHER_IS_BETTER)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{entry}: the tolerance must be a number")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{entry}: the tolerance must be finite and >= 0")
+        tolerances[name] = float(value)
     return tolerances
 
 
@@ -130,7 +186,7 @@ def format_comparison(cells: list[Comparison]) -> str:
         change = cell.new - cell.baseline
         lines.append(
             f"{cell.explainer:<28} {cell.metric:<26} {cell.baseline:>10.4f} {cell.new:>10.4f} "
-            f"{change:>+10.4f} {cell.tolerance:>10.2g}  {cell.status.upper()}"
+            f"{change:>+10.3g} {cell.tolerance:>10.2g}  {cell.status.upper()}"
         )
     failed = sum(cell.failed for cell in cells)
     lines.append(

@@ -7,6 +7,7 @@ second against the best plain batched forward throughput of the same model on th
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -95,14 +96,59 @@ def forward_ceiling(
     return Ceiling(throughput[best], best, throughput)
 
 
+class PeakMemory:
+    """Track the peak memory of the work done after :meth:`start` in this process.
+
+    CPU (Linux): the resident set size's high-water mark ``VmHWM`` is reset through
+    ``/proc/self/clear_refs`` and the peak is ``VmHWM`` minus the resident size at the start;
+    ``ru_maxrss`` is not used because it carries the parent's peak across ``exec``. CUDA: the
+    peak allocated device memory (including what was allocated before the start). Only a fresh
+    process gives a clean CPU number: memory freed earlier but kept by the allocator is reused
+    without raising the resident size.
+
+    Args:
+        device: the device whose memory is tracked.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self._base = 0
+
+    def start(self) -> None:
+        """Forget earlier peaks; the next :meth:`peak` covers only what follows."""
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+        self._base = _proc_status("VmRSS")
+
+    def peak(self) -> int:
+        """Bytes: the peak since :meth:`start`."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return _proc_status("VmHWM") - self._base
+
+
+def _proc_status(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status``, in bytes."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field} (peak memory needs Linux)")
+
+
 def peak_memory_of(setup: str, run: str, *, device: str = "cpu", timeout: float = 900) -> int:
     """Measure the peak memory that ``run`` adds after ``setup``, in a fresh Python process.
 
-    On the CPU this is the peak resident set size during ``run`` minus the resident size after
-    ``setup`` (Linux: the high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs``
-    after setup; ``ru_maxrss`` is not used because it carries the parent's peak across exec).
-    On CUDA it is the peak allocated device memory during ``run`` (including what setup left
-    allocated). A fresh process keeps earlier cases' allocations out of the number.
+    The number is :class:`PeakMemory`'s, started after ``setup``: on the CPU the peak resident
+    set size during ``run`` minus the resident size after ``setup``; on CUDA the peak allocated
+    device memory during ``run`` (including what setup left allocated). A fresh process keeps
+    earlier cases' allocations out of the number.
 
     Args:
         setup: Python source run first (imports, model and input construction).
@@ -115,33 +161,18 @@ def peak_memory_of(setup: str, run: str, *, device: str = "cpu", timeout: float 
     """
     probe = textwrap.dedent(
         """
-        import gc, json
-        import torch
-        def _status(field):
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith(field + ":"):
-                        return int(line.split()[1]) * 1024
+        import json
+        from sidu_bench.perf import PeakMemory
         {setup}
-        gc.collect()
-        if {cuda}:
-            torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-        else:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        _base = _status("VmRSS")
+        _tracker = PeakMemory({device!r})
+        _tracker.start()
         {run}
-        if {cuda}:
-            torch.cuda.synchronize()
-            _peak = torch.cuda.max_memory_allocated()
-        else:
-            _peak = _status("VmHWM") - _base
-        print(json.dumps({{"peak": _peak}}))
+        print(json.dumps({{"peak": _tracker.peak()}}))
         """
     ).format(
         setup=textwrap.dedent(setup).strip(),
         run=textwrap.dedent(run).strip(),
-        cuda=device == "cuda",
+        device=device,
     )
     completed = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=timeout, check=False

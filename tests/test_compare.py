@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from sidu_bench.compare import compare_runs, parse_tolerances
+from sidu_bench.compare import compare_runs, load_tolerance_file, parse_tolerances
 
 
 def write_summary(folder, rows):
@@ -74,3 +74,30 @@ def test_bad_tolerances_and_folders(tmp_path):
     (tmp_path / "bad" / "summary.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="no 'explainer' column"):
         compare_runs(tmp_path / "bad", tmp_path / "bad", {})
+
+
+def test_tolerance_file(tmp_path):
+    path = tmp_path / "gate.json"
+    path.write_text('{"date": "x", "tolerances": {"insertion_auc": 0.01, "deletion_auc": 0}}')
+    assert load_tolerance_file(path) == {"insertion_auc": 0.01, "deletion_auc": 0.0}
+    for content, message in [
+        ("[1, 2]", "must be a JSON object with a 'tolerances' object"),
+        ('{"tolerances": [0.1]}', "must be a JSON object with a 'tolerances' object"),
+        (
+            '{"tolerances": {"insertion_auc": true}}',
+            "'insertion_auc': True: the tolerance must be a",
+        ),
+        (
+            '{"tolerances": {"insertion_auc": NaN}}',
+            "'insertion_auc': nan: the tolerance must be fin",
+        ),
+        ('{"tolerances": {"insertion_auc": Infinity}}', "the tolerance must be finite and >= 0"),
+        ('{"tolerances": {"accuracy": 1}}', "'accuracy': 1: unknown metric, expected one of"),
+        ("\xff", "is not valid JSON"),
+    ]:
+        path.write_text(content, encoding="latin-1")
+        with pytest.raises(ValueError, match=r"tolerance file .*gate\.json") as error:
+            load_tolerance_file(path)
+        assert message in str(error.value), content
+    with pytest.raises(FileNotFoundError, match=r"tolerance file .* does not exist"):
+        load_tolerance_file(tmp_path / "absent.json")

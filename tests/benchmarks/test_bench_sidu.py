@@ -1,156 +1,62 @@
-"""SIDU speed and memory beside the forward ceiling and pytorch-sidu, measured in one run.
+"""SIDU per model beside the forward ceiling and pytorch-sidu, measured in one run.
 
-Work is counted in forwarded images (distinct masks + 1 per explained image), so
-``images_per_second / ceiling`` says how close the engine runs to the model's own best batched
-throughput. Peak memory is measured in a fresh subprocess per case (CPU: resident set size; CUDA:
-max allocated). ResNet-50 and VGG-19 run on CUDA only (pytorch-sidu needs ~34 GB on a CPU).
+One group per (model, device): pytorch-sidu (the incumbent, float32, one forward per mask), our
+SIDU in each precision/layout variant and the model's ceiling. Work is counted in forwarded images
+(distinct masks + the clean image and the engine's chunk-sizing probe), so ``ratio_to_ceiling``
+says how close the engine runs to the model's best plain batched throughput. Reduced precision
+runs on CUDA only; on the CPU the channels-last variant and pytorch-sidu on EfficientNet-Lite0
+(~8 GB, a minute) need ``--bench-large``. pytorch-sidu on ResNet-50 needs ~34 GB: CUDA only.
 """
-
-from __future__ import annotations
 
 import pytest
-import torch
-import torchvision
+from bench_support import model_params, run_case, run_ceiling
 
-import sidu
-from sidu_bench.perf import forward_ceiling, peak_memory_of, time_call
-
-CASES = [
-    # (architecture, layer, device)
-    ("resnet18", "layer4", "cpu"),
-    ("resnet18", "layer4", "cuda"),
-    ("resnet50", "layer4", "cuda"),
-    ("vgg19", "features.35", "cuda"),
-]
-SETUP = """
-import torch, torchvision, sidu
-torch.manual_seed(0)
-model = torchvision.models.{arch}().eval().to("{device}")
-image = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to("{device}")
-"""
-RUNS = {
-    "sidu": 'sidu.SIDU(model, "{layer}", dtype={dtype}, channels_last={cl}).explain(image)',
-    "pytorch-sidu": (
-        "import pytorch_sidu; "
-        'pytorch_sidu.sidu(model, "{layer}", image, device=torch.device("{device}"))'
-    ),
-}
 VARIANTS = {
-    # name: (autocast dtype, channels-last inputs); channels-last changes float reduction order
-    # only, and is opt-in like the reduced precisions.
-    "float32": (None, False),
-    "float32-channels_last": (None, True),
-    "bfloat16": (torch.bfloat16, False),
-    "bfloat16-channels_last": (torch.bfloat16, True),
+    # name: (dtype, channels-last inputs); channels-last changes float reduction order only
+    "float32": ("float32", False),
+    "float32-channels_last": ("float32", True),
+    "bfloat16": ("bfloat16", False),
+    "bfloat16-channels_last": ("bfloat16", True),
 }
-CPU_VARIANTS = ("float32", "float32-channels_last")
-
-_measured: dict[tuple[str, str, str], float] = {}
-
-
-def _skip_unavailable(device: str) -> None:
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
+CPU_DEFAULT_VARIANTS = ("float32",)
+CPU_LARGE_VARIANTS = ("float32-channels_last",)
+CPU_LARGE_PEER_MODELS = ("efficientnet_lite0", "resnet50", "vgg19")
 
 
-def _model_and_image(arch: str, device: str) -> tuple[torch.nn.Module, torch.Tensor]:
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, arch)().eval().to(device)
-    image = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(device)
-    return model, image
+def _large(request) -> bool:
+    return request.config.getoption("bench_large")
 
 
-def _layer_channels(model: torch.nn.Module, layer: str, image: torch.Tensor) -> int:
-    shapes = []
-    handle = dict(model.named_modules())[layer].register_forward_hook(
-        lambda _m, _i, out: shapes.append(out.shape)
-    )
-    with torch.inference_mode():
-        model(image)
-    handle.remove()
-    return shapes[0][1]
-
-
-@pytest.fixture(scope="module")
-def ceilings() -> dict[tuple[str, str, str], float]:
-    return {}
-
-
-def _ceiling(cache, arch, device, variant, model, image) -> float:
-    key = (arch, device, variant)
-    if key not in cache:
-        dtype, channels_last = VARIANTS[variant]
-        cache[key] = forward_ceiling(
-            model, image, dtype=dtype, channels_last=channels_last
-        ).images_per_second
-    return cache[key]
-
-
-@pytest.mark.parametrize(("arch", "layer", "device"), CASES)
-def test_pytorch_sidu(benchmark, ceilings, arch, layer, device):
+@pytest.mark.parametrize(("model", "device"), model_params())
+def test_pytorch_sidu(benchmark, request, model, device):
     """The incumbent package on the same model, layer and image (it always runs in float32)."""
-    _skip_unavailable(device)
-    pytorch_sidu = pytest.importorskip("pytorch_sidu")
-    benchmark.group = f"sidu-{arch}-{device}"
-    model, image = _model_and_image(arch, device)
-    masks = _layer_channels(model, layer, image)
-    seconds = benchmark.pedantic(
-        lambda: time_call(
-            lambda: pytorch_sidu.sidu(model, layer, image, device=torch.device(device)),
-            image.device,
-        ),
-        rounds=1,
-        iterations=1,
-    )
-    _measured[(arch, device, "pytorch-sidu")] = seconds
-    ceiling = _ceiling(ceilings, arch, device, "float32", model, image)
-    benchmark.extra_info.update(
-        seconds_per_image=seconds,
-        forwarded_per_image=masks + 1,
-        images_per_second=(masks + 1) / seconds,
-        ceiling_images_per_second=ceiling,
-        ratio_to_ceiling=(masks + 1) / seconds / ceiling,
-        peak_memory_bytes=peak_memory_of(
-            SETUP.format(arch=arch, device=device),
-            RUNS["pytorch-sidu"].format(layer=layer, device=device),
-            device=device,
-        ),
-    )
+    pytest.importorskip("pytorch_sidu")
+    if device == "cpu" and model in CPU_LARGE_PEER_MODELS and not _large(request):
+        pytest.skip("pytorch-sidu on this model on the CPU: add --bench-large")
+    if device == "cpu" and model == "resnet50":
+        pytest.skip("pytorch-sidu on ResNet-50 needs ~34 GB: CUDA only")
+    benchmark.group = f"sidu-{model}-{device}"
+    run_case(benchmark, model, device, "sidu", peer=True)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize(("arch", "layer", "device"), CASES)
-def test_sidu(benchmark, ceilings, arch, layer, device, variant):
-    """Our SIDU (de-duplicated, batched); reduced precision only on CUDA."""
-    _skip_unavailable(device)
-    if device == "cpu" and variant not in CPU_VARIANTS:
-        pytest.skip("the CPU cases are fp32")
-    benchmark.group = f"sidu-{arch}-{device}"
-    model, image = _model_and_image(arch, device)
+@pytest.mark.parametrize(("model", "device"), model_params())
+def test_sidu(benchmark, request, model, device, variant):
+    """Our SIDU (de-duplicated, batched) in one variant."""
+    if device == "cpu" and variant not in CPU_DEFAULT_VARIANTS:
+        if variant not in CPU_LARGE_VARIANTS:
+            pytest.skip("reduced precision: CUDA cases only")
+        if not _large(request):
+            pytest.skip("channels-last on the CPU: add --bench-large")
     dtype, channels_last = VARIANTS[variant]
-    explainer = sidu.SIDU(model, layer, dtype=dtype, channels_last=channels_last)
-    results = []
-    seconds = benchmark.pedantic(
-        lambda: time_call(lambda: results.append(explainer.explain(image)), image.device),
-        rounds=1,
-        iterations=1,
-    )
-    forwarded = results[-1].forwarded_images
-    ceiling = _ceiling(ceilings, arch, device, variant, model, image)
-    peer = _measured.get((arch, device, "pytorch-sidu"))
-    benchmark.extra_info.update(
-        seconds_per_image=seconds,
-        forwarded_per_image=forwarded,
-        distinct_masks=int(results[-1].num_distinct_masks[0]),
-        images_per_second=forwarded / seconds,
-        ceiling_images_per_second=ceiling,
-        ratio_to_ceiling=forwarded / seconds / ceiling,
-        speedup_over_pytorch_sidu=None if peer is None else peer / seconds,
-        peak_memory_bytes=peak_memory_of(
-            SETUP.format(arch=arch, device=device),
-            RUNS["sidu"].format(
-                layer=layer, dtype=dtype and f"torch.{variant.split('-')[0]}", cl=channels_last
-            ),
-            device=device,
-        ),
-    )
+    benchmark.group = f"sidu-{model}-{device}"
+    info = run_case(benchmark, model, device, "sidu", dtype=dtype, channels_last=channels_last)
+    benchmark.extra_info["variant"] = variant
+    assert info["forwarded_per_image"] > 1
+
+
+@pytest.mark.parametrize(("model", "device"), model_params())
+def test_ceiling(benchmark, model, device):
+    """The model's plain batched forward, in the same group."""
+    benchmark.group = f"sidu-{model}-{device}"
+    run_ceiling(benchmark, model, device)

@@ -1,0 +1,55 @@
+"""Speed and memory benchmarks: ``python -m sidu_bench bench`` and the CI speed gate.
+
+``run_bench(BenchConfig(...), out)`` measures, per model, the forward ceiling and then every
+explainer and its peer package in a fresh process each, writing ``bench-<device>.csv`` and
+``.md``; ``check_speed(rows, read_gate_file(path))`` checks the ratios against committed
+thresholds.
+"""
+
+from sidu_bench.bench.cases import BENCH_MODELS, BenchCase, BenchModel, build_case, default_models
+from sidu_bench.bench.gate import (
+    GateFile,
+    GateResult,
+    check_speed,
+    format_gate,
+    read_gate_file,
+)
+from sidu_bench.bench.methods import PEER_OF, ForwardCounter, method_call, peer_label
+from sidu_bench.bench.probe import Measurement, ProbeRequest, measure, measure_here
+from sidu_bench.bench.run import DEFAULT_EXPLAINERS, BenchConfig, run_bench
+from sidu_bench.bench.table import (
+    BENCH_COLUMNS,
+    BenchRow,
+    read_bench_csv,
+    read_bench_rows,
+    write_tables,
+)
+
+__all__ = [
+    "BENCH_COLUMNS",
+    "BENCH_MODELS",
+    "DEFAULT_EXPLAINERS",
+    "PEER_OF",
+    "BenchCase",
+    "BenchConfig",
+    "BenchModel",
+    "BenchRow",
+    "ForwardCounter",
+    "GateFile",
+    "GateResult",
+    "Measurement",
+    "ProbeRequest",
+    "build_case",
+    "check_speed",
+    "default_models",
+    "format_gate",
+    "measure",
+    "measure_here",
+    "method_call",
+    "peer_label",
+    "read_bench_csv",
+    "read_bench_rows",
+    "read_gate_file",
+    "run_bench",
+    "write_tables",
+]
