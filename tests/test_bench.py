@@ -199,6 +199,14 @@ def test_probe_failure_is_reported_with_the_case():
         measure(ProbeRequest(model="synthetic_cnn", spec="nosuchexplainer"))
 
 
+def test_a_probe_that_dies_is_reported_with_its_exit_code(tmp_path, monkeypatch):
+    (tmp_path / "dying_plugin.py").write_text("import os\nos._exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    request = ProbeRequest(model="synthetic_cnn", spec="center", imports=("dying_plugin",))
+    with pytest.raises(RuntimeError, match="died with exit code 3"):
+        measure(request)
+
+
 def test_bench_command_writes_the_tables(tmp_path, capsys):
     status = main(
         [

@@ -1,20 +1,24 @@
 """One measured case in a fresh process: seconds, forwarded images and peak memory.
 
-:func:`measure` starts ``python -m sidu_bench.bench.probe`` with the case as JSON; the probe
-builds the case, prepares the method (targets, hooks and imports are not timed), warms up (on
-CUDA the whole method once; on the CPU the clean forwards of preparation), then times one call
+:func:`measure` runs each case in a fresh process forked from a fork server that has imported
+this package once (a second or so per case instead of a new interpreter's import time); the
+probe builds the case, prepares the method (targets, hooks and imports are not timed), warms
+up (on CUDA the whole method once; on the CPU the clean forwards of preparation), times one call
 while counting forwarded images and tracking peak memory (:class:`sidu_bench.perf.PeakMemory`).
 A fresh process per case keeps earlier cases' allocations out of the memory number.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
-import json
-import subprocess
+import io
+import multiprocessing
 import sys
-from collections.abc import Sequence
+import traceback
 from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
 
 import torch
 
@@ -24,7 +28,6 @@ from sidu_bench.perf import PeakMemory, time_call
 
 __all__ = ["Measurement", "ProbeRequest", "measure", "measure_here"]
 
-RESULT_MARK = "SIDU-BENCH-PROBE "
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -105,34 +108,59 @@ def measure_here(request: ProbeRequest) -> Measurement:
     )
 
 
+@functools.cache
+def _context() -> multiprocessing.context.BaseContext:
+    """A fork server that has imported this module: each probe is a cheap fresh fork of it."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def _probe(request: ProbeRequest, connection: Connection, path: list[str]) -> None:
+    """Child process: measure ``request``; send ``("ok", fields)`` or ``("error", text)``.
+
+    ``path`` is the parent's ``sys.path`` (the fork server's may predate it), so that
+    ``request.imports`` resolve as they do in the parent.
+    """
+    sys.path[:] = path
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            result = measure_here(request)
+        connection.send(("ok", asdict(result)))
+    except BaseException:
+        connection.send(("error", captured.getvalue()[-2000:] + traceback.format_exc()))
+    finally:
+        connection.close()
+
+
 def measure(request: ProbeRequest, *, timeout: float = 1800) -> Measurement:
-    """Measure ``request`` in a fresh Python process.
+    """Measure ``request`` in a fresh process (forked from a server that imported the package).
 
     Raises:
-        RuntimeError: the probe failed (its error output is in the message) or timed out.
+        RuntimeError: the probe failed (its traceback is in the message), died or timed out.
     """
-    command = [sys.executable, "-m", "sidu_bench.bench.probe", json.dumps(asdict(request))]
+    context = _context()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_probe, args=(request, sender, list(sys.path)), daemon=True)
+    process.start()
+    sender.close()
     try:
-        completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as error:
-        raise RuntimeError(f"bench probe {request} timed out after {timeout:.0f} s") from error
-    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_MARK)]
-    if completed.returncode != 0 or not lines:
-        raise RuntimeError(f"bench probe {request} failed:\n{completed.stderr[-4000:]}")
-    return Measurement(**json.loads(lines[-1][len(RESULT_MARK) :]))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Probe entry point: measure the JSON request in ``argv[0]``, print the result line."""
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    fields = json.loads(arguments[0])
-    fields["imports"] = tuple(fields.get("imports", ()))
-    result = measure_here(ProbeRequest(**fields))
-    sys.stdout.write(RESULT_MARK + json.dumps(asdict(result)) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        if not receiver.poll(timeout):
+            process.kill()
+            raise RuntimeError(f"bench probe {request} timed out after {timeout:.0f} s")
+        try:
+            status, payload = receiver.recv()
+        except EOFError:
+            process.join()
+            raise RuntimeError(
+                f"bench probe {request} died with exit code {process.exitcode} (killed for memory?)"
+            ) from None
+    finally:
+        receiver.close()
+        process.join(timeout=60)
+    if status != "ok":
+        raise RuntimeError(f"bench probe {request} failed:\n{payload}")
+    return Measurement(**payload)
