@@ -8,10 +8,6 @@ second against the best plain batched forward throughput of the same model on th
 from __future__ import annotations
 
 import gc
-import json
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -140,43 +136,3 @@ def _proc_status(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"/proc/self/status has no {field} (peak memory needs Linux)")
-
-
-def peak_memory_of(setup: str, run: str, *, device: str = "cpu", timeout: float = 900) -> int:
-    """Measure the peak memory that ``run`` adds after ``setup``, in a fresh Python process.
-
-    The number is :class:`PeakMemory`'s, started after ``setup``: on the CPU the peak resident
-    set size during ``run`` minus the resident size after ``setup``; on CUDA the peak allocated
-    device memory during ``run`` (including what setup left allocated). A fresh process keeps
-    earlier cases' allocations out of the number.
-
-    Args:
-        setup: Python source run first (imports, model and input construction).
-        run: Python source of the measured work.
-        device: ``"cpu"`` or ``"cuda"``.
-        timeout: seconds before the subprocess is killed.
-
-    Returns:
-        Bytes.
-    """
-    probe = textwrap.dedent(
-        """
-        import json
-        from sidu_bench.perf import PeakMemory
-        {setup}
-        _tracker = PeakMemory({device!r})
-        _tracker.start()
-        {run}
-        print(json.dumps({{"peak": _tracker.peak()}}))
-        """
-    ).format(
-        setup=textwrap.dedent(setup).strip(),
-        run=textwrap.dedent(run).strip(),
-        device=device,
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"memory probe failed:\n{completed.stderr[-4000:]}")
-    return int(json.loads(completed.stdout.strip().splitlines()[-1])["peak"])
