@@ -5,6 +5,8 @@
 """
 
 from sidu._core import SIDUResult
+from sidu.backends import BACKENDS, ForwardBackend, onnxruntime_available, resolve_backend
+from sidu.capability import has_native_support, slow_dtype_reason
 from sidu.engine import MaskSource, TensorMasks, masked_forward
 from sidu.features import sidu_features
 from sidu.loading import load_torch_backbone, load_torch_model_by_string
@@ -12,16 +14,22 @@ from sidu.method import SIDU, sidu
 from sidu.upsample import resize_reflect
 
 __all__ = [
+    "BACKENDS",
     "SIDU",
+    "ForwardBackend",
     "MaskSource",
     "SIDUResult",
     "TensorMasks",
+    "has_native_support",
     "load_torch_backbone",
     "load_torch_model_by_string",
     "masked_forward",
+    "onnxruntime_available",
     "resize_reflect",
+    "resolve_backend",
     "sidu",
     "sidu_features",
+    "slow_dtype_reason",
 ]
 
 __version__ = "0.1.0"

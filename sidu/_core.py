@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sidu.backends import ForwardBackend, check_backend, resolve_backend
 from sidu.engine import auto_batch_size, masked_forward
+from sidu.precision import PRECISIONS
 from sidu.upsample import interpolation_matrix, resize_reflect
 
 MASK_PROBABILITY = 0.5
@@ -51,6 +53,7 @@ class SIDUResult:
         weights: ``[B, K]`` float64 ``SD_k * U_k``.
         num_distinct_masks: ``[B]`` number of distinct binary masks (masked forward passes).
         forwarded_images: forward-passed images in all: the clean batch plus the distinct masks.
+        backend: the engine that ran the masked forwards (and why ``"auto"`` chose it).
 
     """
 
@@ -64,6 +67,7 @@ class SIDUResult:
     weights: torch.Tensor
     num_distinct_masks: torch.Tensor
     forwarded_images: int
+    backend: ForwardBackend
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class SIDUOptions:
     deduplicate: bool = True
     channels_last: bool = False
     memory_budget: int | None = None
+    backend: str = "torch"
+    precision: str = "ieee"
 
     def __post_init__(self) -> None:
         """Validate the settings."""
@@ -93,6 +99,9 @@ class SIDUOptions:
                 "dtype must be None, torch.float32, torch.float64, torch.bfloat16 or "
                 f"torch.float16, got {self.dtype!r}"
             )
+        check_backend(self.backend)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 class _ResizedBinaryMasks:
@@ -192,6 +201,9 @@ def run_sidu(
     batch_size = options.batch_size or auto_batch_size(
         model, images, memory_budget=options.memory_budget, dtype=options.dtype
     )
+    backend = resolve_backend(
+        model, images, options.backend, dtype=options.dtype, channels_last=options.channels_last
+    )
     masked = masked_forward(
         model,
         images,
@@ -200,6 +212,8 @@ def run_sidu(
         batch_size=batch_size,
         dtype=options.dtype,
         channels_last=options.channels_last,
+        backend=backend,
+        precision=options.precision,
     )
 
     num_masks = binary.shape[1]
@@ -232,6 +246,7 @@ def run_sidu(
         similarity_difference=similarity,
         uniqueness=uniqueness,
         weights=weights,
-        num_distinct_masks=torch.tensor([d.shape[0] for d, _, _ in prepared]),
+        num_distinct_masks=torch.tensor([d.shape[0] for d, _, _ in prepared], device=images.device),
         forwarded_images=batch + sum(d.shape[0] for d, _, _ in prepared),
+        backend=backend,
     )

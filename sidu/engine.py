@@ -19,6 +19,16 @@ import torch
 from torch import nn
 
 from sidu._validation import check_images, check_model_device
+from sidu.backends import ForwardBackend, resolve_backend
+from sidu.capability import warn_if_slow_dtype
+from sidu.chunking import (
+    CUDA_MAX_BATCH,
+    batch_size_for,
+    cuda_memory_budget,
+    memory_kind,
+    probe_bytes_per_image,
+)
+from sidu.precision import fp32_precision
 
 __all__ = [
     "MaskSource",
@@ -31,11 +41,11 @@ __all__ = [
 
 OutputTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-DEFAULT_MEMORY_BUDGET = {"cuda": 2 * 1024**3, "cpu": 128 * 1024**2}
-"""Bytes of activations per chunk. On the CPU the budget is small on purpose: batches whose
-activations outgrow the caches run slower (ResNet-18 at 224 px: best at 8-16 images), while a tiny
-network needs large batches to amortise per-call overhead."""
-MAX_BATCH = {"cuda": 512, "cpu": 256}
+DEFAULT_MEMORY_BUDGET = 128 * 1024**2
+"""Bytes of activations per chunk on the CPU (on CUDA: :func:`sidu.chunking.cuda_memory_budget`).
+Small on purpose: batches whose activations outgrow the caches run slower (ResNet-18 at 224 px:
+best at 8-16 images), while a tiny network needs large batches to amortise per-call overhead."""
+MAX_BATCH = {"cuda": CUDA_MAX_BATCH, "cpu": 256}
 
 
 @runtime_checkable
@@ -113,9 +123,12 @@ def _chunks(counts: list[int], batch_size: int) -> Iterator[list[_Piece]]:
 def estimate_bytes_per_image(model: nn.Module, image: torch.Tensor) -> int:
     """Estimate the peak memory one image needs in an inference forward pass of ``model``.
 
-    On CUDA the peak allocation of a one-image forward pass is measured. Elsewhere the estimate is
-    the input plus three times the largest output of any leaf module (a layer's input, its output
-    and one skip connection alive at once), read from forward hooks during a one-image pass.
+    On CUDA the increase of the peak allocation from a one-image to a two-image forward pass is
+    measured (:func:`sidu.chunking.probe_bytes_per_image`: batch-independent costs such as weight
+    casts under autocast cancel, and the device-wide peak counter is left alone). Elsewhere the
+    estimate is the input plus three times the largest output of any leaf module (a layer's
+    input, its output and one skip connection alive at once), read from forward hooks during a
+    one-image pass.
 
     Args:
         model: the network, in the mode it will be run in.
@@ -125,14 +138,8 @@ def estimate_bytes_per_image(model: nn.Module, image: torch.Tensor) -> int:
         Bytes per image (at least 1).
 
     """
-    if image.device.type == "cuda":
-        torch.cuda.synchronize(image.device)
-        before = torch.cuda.memory_allocated(image.device)
-        torch.cuda.reset_peak_memory_stats(image.device)
-        with torch.inference_mode():
-            model(image)
-        torch.cuda.synchronize(image.device)
-        return max(1, torch.cuda.max_memory_allocated(image.device) - before)
+    if memory_kind(image.device) == "cuda":
+        return probe_bytes_per_image(model, image)
 
     largest = 0
 
@@ -164,18 +171,25 @@ def auto_batch_size(
     Args:
         model: the network.
         images: the batch to explain (its first image is used for the estimate).
-        memory_budget: bytes one chunk may use; default 2 GiB on CUDA, 128 MiB elsewhere.
+        memory_budget: bytes one chunk may use; default on CUDA
+            :data:`sidu.chunking.CUDA_BUDGET_FRACTION` of the free device memory, elsewhere
+            128 MiB.
         dtype: the autocast dtype the forward passes will use, if any.
 
     Returns:
         A batch size between 1 and 512 (CUDA) or 256 (elsewhere).
 
     """
-    kind = "cuda" if images.device.type == "cuda" else "cpu"
-    budget = DEFAULT_MEMORY_BUDGET[kind] if memory_budget is None else int(memory_budget)
+    kind = memory_kind(images.device)
     with forward_context(images.device, dtype):
         per_image = estimate_bytes_per_image(model, images[:1])
-    return int(max(1, min(MAX_BATCH[kind], budget // per_image)))
+    if memory_budget is not None:
+        budget = int(memory_budget)
+    elif kind == "cuda":
+        budget = cuda_memory_budget(images.device)
+    else:
+        budget = DEFAULT_MEMORY_BUDGET
+    return batch_size_for(per_image, budget, MAX_BATCH[kind])
 
 
 @contextlib.contextmanager
@@ -200,6 +214,8 @@ def masked_forward(
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
     progress: Callable[[int], None] | None = None,
+    backend: str | ForwardBackend = "torch",
+    precision: str = "ieee",
 ) -> list[torch.Tensor]:
     """Evaluate ``model(images[b] * mask)`` for every mask of every image, batched.
 
@@ -223,6 +239,12 @@ def masked_forward(
         channels_last: pass chunks in channels-last memory format (opt-in: faster convolutions
             on CUDA and on CPUs with oneDNN; float reduction order changes slightly).
         progress: called with the number of images forwarded after each chunk.
+        backend: the engine of the forwards: ``"torch"``, ``"onnxruntime"`` or ``"auto"``
+            (see :func:`sidu.backends.resolve_backend`; resolved with ``images`` as the
+            example), or a :class:`~sidu.backends.ForwardBackend` already resolved for
+            ``model``.
+        precision: float32 CUDA arithmetic, ``"ieee"`` or ``"tf32"``
+            (:func:`sidu.precision.fp32_precision`); the caller's setting is restored after.
 
     Returns:
         One tensor per image: the (transformed) outputs of its masks, in mask order.
@@ -240,19 +262,40 @@ def masked_forward(
     source = TensorMasks(masks) if isinstance(masks, torch.Tensor) else masks
     if not isinstance(source, MaskSource):
         raise TypeError(f"masks must be a torch.Tensor or a MaskSource, got {type(masks).__name__}")
-    if batch_size is None:
-        batch_size = auto_batch_size(model, images, memory_budget=memory_budget, dtype=dtype)
-    elif not isinstance(batch_size, int) or batch_size < 1:
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    with fp32_precision(precision):
+        if not isinstance(backend, ForwardBackend):
+            backend = resolve_backend(
+                model, images, backend, dtype=dtype, channels_last=channels_last
+            )
+        warn_if_slow_dtype(dtype, images.device)
+        if batch_size is None:
+            batch_size = auto_batch_size(model, images, memory_budget=memory_budget, dtype=dtype)
+        return _forward_chunks(
+            backend, images, source, transform, batch_size, dtype, channels_last, progress
+        )
 
+
+def _forward_chunks(
+    forward: ForwardBackend,
+    images: torch.Tensor,
+    source: MaskSource,
+    transform: OutputTransform | None,
+    batch_size: int,
+    dtype: torch.dtype | None,
+    channels_last: bool,
+    progress: Callable[[int], None] | None,
+) -> list[torch.Tensor]:
+    """The loop of :func:`masked_forward` on validated arguments."""
     counts = [int(source.num_masks(b)) for b in range(images.shape[0])]
     outputs: list[list[torch.Tensor]] = [[] for _ in counts]
     with forward_context(images.device, dtype):
         for chunk in _chunks(counts, batch_size):
             batch = torch.cat([_masked_piece(images, source, piece) for piece in chunk])
-            if channels_last:
+            if channels_last and forward.name == "torch":
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            result = model(batch)
+            result = forward(batch)
             if transform is not None:
                 owner = torch.cat(
                     [

@@ -18,10 +18,12 @@ from sidu._validation import (
     resolve_layer,
     resolve_target,
 )
+from sidu.backends import ForwardBackend, check_backend
 from sidu.capture import ActivationCapture
 from sidu.engine import forward_context
 from sidu.features import sidu_features
 from sidu.modes import eval_mode
+from sidu.precision import fp32_precision
 
 __all__ = ["SIDU", "sidu"]
 
@@ -52,6 +54,16 @@ class SIDU:
         channels_last: feed masked images in channels-last memory format (opt-in speed-up on
             CUDA and CPU; the model itself is not converted; reduction order changes slightly).
         memory_budget: bytes per chunk of masked images when ``batch_size`` is ``None``.
+        backend: engine of the masked forwards: ``"torch"`` (default), ``"onnxruntime"`` or
+            ``"auto"`` (ONNX Runtime when it runs the call exactly, else torch; see
+            :func:`sidu.backends.resolve_backend`). The clean forward that captures the layer
+            always runs in torch. :attr:`backend_used` tells which engine ran, and why.
+        precision: float32 CUDA arithmetic during a call, ``"ieee"`` (default) or ``"tf32"``
+            (:func:`sidu.precision.fp32_precision`); the caller's settings are restored after.
+
+    Attributes:
+        backend_used: the :class:`~sidu.backends.ForwardBackend` of the latest call (``None``
+            before the first).
 
     Example:
         >>> net = torch.nn.Sequential(
@@ -76,6 +88,8 @@ class SIDU:
         deduplicate: bool = True,
         channels_last: bool = False,
         memory_budget: int | None = None,
+        backend: str = "torch",
+        precision: str = "ieee",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -89,8 +103,11 @@ class SIDU:
             deduplicate=deduplicate,
             channels_last=channels_last,
             memory_budget=memory_budget,
+            backend=backend,
+            precision=precision,
         )
         self._capture = ActivationCapture(module, self.layer_name)
+        self.backend_used: ForwardBackend | None = None
 
     def __enter__(self) -> SIDU:
         self._capture.attach()
@@ -123,8 +140,8 @@ class SIDU:
         attached_here = not self._capture.attached
         self._capture.attach()
         try:
-            with eval_mode(self.model):
-                return run_sidu(
+            with fp32_precision(self.options.precision), eval_mode(self.model):
+                result = run_sidu(
                     self.model,
                     images,
                     clean_forward=lambda: self._clean_forward(images),
@@ -137,6 +154,8 @@ class SIDU:
         finally:
             if attached_here:
                 self._capture.detach()
+        self.backend_used = result.backend
+        return result
 
     def _clean_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward the clean images; return the layer's feature maps and class probabilities."""
@@ -168,6 +187,8 @@ def sidu(
     kernel_width: float = 0.25,
     batch_size: int | None = None,
     dtype: torch.dtype | None = None,
+    backend: str = "torch",
+    precision: str = "ieee",
 ) -> torch.Tensor:
     """Return SIDU saliency maps ``[B, H, W]`` (see :class:`SIDU` for the method).
 
@@ -184,11 +205,16 @@ def sidu(
         kernel_width: ``sigma`` of the similarity-difference kernel.
         batch_size: masked images per forward pass (``None``: from a memory budget).
         dtype: ``None``, or ``torch.bfloat16``/``torch.float16`` for autocast forward passes.
+        backend: engine of the masked forwards, ``"torch"``, ``"onnxruntime"`` or ``"auto"``
+            (see :class:`SIDU`). The feature-space form runs on torch: it accepts ``"torch"``
+            and ``"auto"`` and rejects ``"onnxruntime"``.
+        precision: float32 CUDA arithmetic during the call, ``"ieee"`` or ``"tf32"``.
 
     Returns:
         Maps on the images' device; float32, or float64 for float64 images.
 
     """
+    check_backend(backend)
     if isinstance(layer, torch.Tensor):
         if images is not None:
             raise TypeError(
@@ -196,14 +222,20 @@ def sidu(
             )
         if target is not None:
             raise ValueError("target is not used by the feature-space form sidu(backbone, images)")
-        return sidu_features(
-            model,
-            layer,
-            threshold=threshold,
-            kernel_width=kernel_width,
-            batch_size=batch_size,
-            dtype=dtype,
-        ).saliency
+        if backend == "onnxruntime":
+            raise ValueError(
+                "backend='onnxruntime' is not available for the feature-space form "
+                "sidu(backbone, images), which runs on torch; use backend='torch' or 'auto'"
+            )
+        with fp32_precision(precision):
+            return sidu_features(
+                model,
+                layer,
+                threshold=threshold,
+                kernel_width=kernel_width,
+                batch_size=batch_size,
+                dtype=dtype,
+            ).saliency
     if images is None:
         raise TypeError("sidu() missing the images: call sidu(model, layer, images)")
     explainer = SIDU(
@@ -213,5 +245,7 @@ def sidu(
         kernel_width=kernel_width,
         batch_size=batch_size,
         dtype=dtype,
+        backend=backend,
+        precision=precision,
     )
     return explainer(images, target)

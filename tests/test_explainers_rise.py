@@ -1,5 +1,6 @@
 """RISE against a plain float64 reference (one forward per mask), and its seeding invariants."""
 
+import contextlib
 import hashlib
 import math
 
@@ -7,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from sidu_models import tiny_cnn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 import sidu_bench.explainers.base as explainer_base
 from sidu_bench.explainers import get_explainer
@@ -161,3 +164,43 @@ def test_bfloat16_masks_stay_full_precision():
     )
     assert not torch.equal(full, reduced), "autocast was not applied"
     assert (full - reduced).abs().max() < 2e-2
+
+
+class DevicesSeen(TorchDispatchMode):
+    """Records the device types of every tensor an operation reads or makes."""
+
+    def __init__(self):
+        super().__init__()
+        self.devices = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for leaf in tree_leaves((args, kwargs or {}, out)):
+            if isinstance(leaf, torch.Tensor):
+                self.devices.add(leaf.device.type)
+        return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunks_and_weighted_sum_never_read_the_host(monkeypatch, dtype):
+    """After one copy at construction, building masks and the weighted sum run on the device
+    alone (the meta device stands in for a GPU: a host tensor in any op would show up)."""
+    real_autocast = torch.autocast
+
+    def autocast(device_type, **kwargs):  # torch has no autocast state for "meta"
+        if device_type == "meta":
+            return contextlib.nullcontext()
+        return real_autocast(device_type, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", autocast)
+    device = torch.device("meta")
+    options = RISEOptions(masks=150, cells=4)
+    draws = [draw_grids(torch.Generator().manual_seed(i), options, (12, 10)) for i in range(2)]
+    source = RISEMasks(draws, (12, 10), dtype=dtype, device=device)
+    weights = torch.empty(150, dtype=torch.float64, device=device)
+    with DevicesSeen() as seen:
+        masks = source.masks(1, 20, 90)
+        total = source.weighted_sum(1, weights)
+    assert seen.devices == {"meta"}
+    assert (masks.shape, masks.dtype, masks.device) == ((70, 12, 10), dtype, device)
+    assert (total.shape, total.dtype, total.device) == ((12, 10), torch.float64, device)

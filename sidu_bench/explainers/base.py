@@ -25,9 +25,12 @@ from sidu._validation import (
     resolve_layer,
     resolve_target,
 )
+from sidu.backends import ForwardBackend, check_backend, resolve_backend
+from sidu.capability import warn_if_slow_dtype
 from sidu.capture import ActivationCapture
 from sidu.engine import MaskSource, forward_context, masked_forward
 from sidu.modes import eval_mode
+from sidu.precision import PRECISIONS, fp32_precision
 from sidu_bench.explainers.options import NoOptions, canonical_label, check_option_types
 
 __all__ = ["Explainer", "ExplainerSettings", "LayerExplainer", "ModelExplainer"]
@@ -46,6 +49,11 @@ class ExplainerSettings:
         batch_size: masked images per forward pass; ``None`` sizes chunks by ``memory_budget``.
         memory_budget: bytes per chunk of masked images when ``batch_size`` is ``None``.
         channels_last: feed masked images in channels-last memory format.
+        backend: engine of the perturbation forwards (masked images): ``"torch"``,
+            ``"onnxruntime"`` or ``"auto"`` (see :func:`sidu.backends.resolve_backend`); clean
+            forwards that capture a layer, and backward passes, always run in torch.
+        precision: float32 CUDA arithmetic during a call, ``"ieee"`` or ``"tf32"``
+            (:func:`sidu.precision.fp32_precision`); the caller's settings are restored after.
     """
 
     seed: int = 0
@@ -53,6 +61,8 @@ class ExplainerSettings:
     batch_size: int | None = None
     memory_budget: int | None = None
     channels_last: bool = False
+    backend: str = "torch"
+    precision: str = "ieee"
 
     def __post_init__(self) -> None:
         """Validate the settings."""
@@ -67,6 +77,9 @@ class ExplainerSettings:
             not isinstance(self.batch_size, int) or self.batch_size < 1
         ):
             raise ValueError(f"batch_size must be a positive int or None, got {self.batch_size!r}")
+        check_backend(self.backend)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 class Explainer(abc.ABC):
@@ -77,7 +90,7 @@ class Explainer(abc.ABC):
 
     Args:
         options: an instance of ``options_type``.
-        settings: how to run (seed, precision, chunking).
+        settings: how to run (seed, dtype, chunking, backend, precision).
     """
 
     name: ClassVar[str] = ""
@@ -91,6 +104,12 @@ class Explainer(abc.ABC):
         check_option_types(options)
         self.options = options
         self.settings = settings
+        self._backend_used: ForwardBackend | None = None
+
+    @property
+    def backend_used(self) -> ForwardBackend | None:
+        """The engine of the latest call's perturbation forwards (``None``: it ran none)."""
+        return self._backend_used
 
     @property
     def label(self) -> str:
@@ -125,7 +144,9 @@ class Explainer(abc.ABC):
         ids = tuple(item_ids)
         if not all(isinstance(item_id, str) for item_id in ids):
             raise TypeError(f"item_ids must be strings, got {ids!r}")
-        maps = self.explain(images, targets.to(device=images.device, dtype=torch.long), ids)
+        self._backend_used = None
+        with fp32_precision(self.settings.precision):
+            maps = self.explain(images, targets.to(device=images.device, dtype=torch.long), ids)
         if tuple(maps.shape) != (batch, *size):
             raise RuntimeError(
                 f"explainer {self.label!r} returned shape {tuple(maps.shape)}, expected "
@@ -163,6 +184,8 @@ class ModelExplainer(Explainer):
         self, images: torch.Tensor, targets: torch.Tensor, item_ids: Sequence[str]
     ) -> torch.Tensor:
         """Explain in eval mode; every submodule's training flag is restored afterwards."""
+        if isinstance(images, torch.Tensor):
+            warn_if_slow_dtype(self.settings.dtype, images.device)
         with eval_mode(self.model):
             return super().__call__(images, targets, item_ids)
 
@@ -189,7 +212,18 @@ class ModelExplainer(Explainer):
         masks: MaskSource,
         transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     ) -> list[torch.Tensor]:
-        """Run :func:`sidu.masked_forward` with this explainer's settings."""
+        """Run :func:`sidu.masked_forward` with this explainer's settings.
+
+        The backend is resolved here (the model is in eval mode) and kept as
+        :attr:`backend_used`.
+        """
+        self._backend_used = resolve_backend(
+            self.model,
+            images,
+            self.settings.backend,
+            dtype=self.settings.dtype,
+            channels_last=self.settings.channels_last,
+        )
         return masked_forward(
             self.model,
             images,
@@ -199,6 +233,8 @@ class ModelExplainer(Explainer):
             memory_budget=self.settings.memory_budget,
             dtype=self.settings.dtype,
             channels_last=self.settings.channels_last,
+            backend=self._backend_used,
+            precision=self.settings.precision,
         )
 
 

@@ -41,7 +41,9 @@ def register_explainer(name: str) -> Callable[[_ExplainerClass], _ExplainerClass
     """Class decorator: register an :class:`Explainer` subclass under ``name``.
 
     The class's ``options_type`` must be a dataclass whose fields all have defaults and the type
-    ``int``, ``float`` or ``bool``. Names may not contain ``:``, ``,``, ``=`` or spaces.
+    ``int``, ``float``, ``bool``, ``str`` or ``Literal["a", "b", ...]`` (see :mod:`.options`).
+    Names may not contain ``:``, ``,``, ``=`` or spaces; a dot groups names of one family
+    (``captum.Saliency``).
     """
     if not name or any(char in name for char in ":,= "):
         raise ValueError(f"explainer name must be non-empty without ':,= ', got {name!r}")
@@ -147,6 +149,8 @@ def get_explainer(
     batch_size: int | None = None,
     memory_budget: int | None = None,
     channels_last: bool = False,
+    backend: str = "torch",
+    precision: str = "ieee",
 ) -> Explainer:
     """Build the explainer of ``spec`` for ``model`` (and ``layer``, for layer-based methods).
 
@@ -160,6 +164,10 @@ def get_explainer(
         batch_size: masked images per forward pass (``None``: from ``memory_budget``).
         memory_budget: bytes per chunk of masked images when ``batch_size`` is ``None``.
         channels_last: feed masked images in channels-last memory format.
+        backend: engine of the perturbation forwards: ``"torch"``, ``"onnxruntime"`` or
+            ``"auto"`` (:func:`sidu.backends.resolve_backend`); the explainer's
+            ``backend_used`` tells which ran.
+        precision: float32 CUDA arithmetic during a call, ``"ieee"`` or ``"tf32"``.
 
     Returns:
         The explainer; its ``label`` is the canonical spec.
@@ -176,6 +184,8 @@ def get_explainer(
         batch_size=batch_size,
         memory_budget=memory_budget,
         channels_last=channels_last,
+        backend=backend,
+        precision=precision,
     )
     if issubclass(cls, ModelExplainer) and model is None:
         raise ValueError(f"explainer {parsed.label!r} needs a model")

@@ -19,7 +19,9 @@ TorchRay differs in three ways that we do not follow: it scores with ``sigmoid``
 padding and scale exactly ``1 / ch`` (a cell spans ``ch`` pixels; here ``(s + 1) ch / s``).
 The masked forwards run on :func:`sidu.masked_forward`; masks are built chunk by chunk from the
 ``N x s x s`` grids, and built again chunk by chunk for the weighted sum, so no ``N x H x W``
-stack ever exists.
+stack ever exists. The grids and shifts are drawn on the CPU (the seeded stream) and copied to
+the device once per call (non-blocking, from pinned memory, on CUDA); building a chunk and the
+weighted sum then run on the device without waiting for the host.
 """
 
 from __future__ import annotations
@@ -91,14 +93,16 @@ class RISEMasks:
         device: torch.device,
     ) -> None:
         cells = draws[0][0].shape[-1]
-        self._draws = draws
+        self._draws = [(_to_device(g, device), _to_device(s, device)) for g, s in draws]
         self._dtype = dtype
         self._device = device
         self._rows_index = torch.arange(size[0], device=device)
         self._cols_index = torch.arange(size[1], device=device)
         height, width = ((cells + 1) * math.ceil(extent / cells) for extent in size)
-        self._rows = interpolation_matrix(cells, height, device=device)
-        self._cols = interpolation_matrix(cells, width, device=device)
+        rows = _to_device(interpolation_matrix(cells, height), device)
+        cols = _to_device(interpolation_matrix(cells, width), device)
+        self._matrices = {torch.float64: (rows, cols)}
+        self._matrices[dtype] = (rows.to(dtype), cols.to(dtype))
 
     def num_masks(self, image_index: int) -> int:
         """Return ``N``."""
@@ -111,11 +115,12 @@ class RISEMasks:
     def _build(self, image_index: int, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
         """``M_i = R[dy_i : dy_i + H] @ grid_i @ C[dx_i : dx_i + W]^T``, outside autocast."""
         grids, shifts = self._draws[image_index]
-        shifts = shifts[start:stop].to(self._device)
+        shifts = shifts[start:stop]
+        all_rows, all_cols = self._matrices[dtype]
         with torch.autocast(device_type=self._device.type, enabled=False):
-            rows = self._rows.to(dtype)[shifts[:, :1] + self._rows_index]
-            cols = self._cols.to(dtype)[shifts[:, 1:] + self._cols_index]
-            grid = grids[start:stop].to(device=self._device, dtype=dtype)
+            rows = all_rows[shifts[:, :1] + self._rows_index]
+            cols = all_cols[shifts[:, 1:] + self._cols_index]
+            grid = grids[start:stop].to(dtype)
             return rows @ grid @ cols.transpose(1, 2)
 
     def weighted_sum(self, image_index: int, weights: torch.Tensor) -> torch.Tensor:
@@ -131,6 +136,13 @@ class RISEMasks:
             masks = self._build(image_index, start, stop, torch.float64)
             total += torch.einsum("n,nhw->hw", weights[start:stop].to(torch.float64), masks)
         return total
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a tensor to ``device`` once; from the CPU to CUDA without blocking (pinned memory)."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 @register_explainer("rise")

@@ -68,10 +68,14 @@ class SIDUExplainer(LayerExplainer):
             dtype=settings.dtype,
             channels_last=settings.channels_last,
             memory_budget=settings.memory_budget,
+            backend=settings.backend,
+            precision=settings.precision,
         )
 
     def explain(
         self, images: torch.Tensor, targets: torch.Tensor, item_ids: tuple[str, ...]
     ) -> torch.Tensor:
         """Return SIDU maps ``[B, S, S]`` for ``targets``."""
-        return self._sidu(images, targets)
+        maps = self._sidu(images, targets)
+        self._backend_used = self._sidu.backend_used
+        return maps

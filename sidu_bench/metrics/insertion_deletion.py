@@ -13,6 +13,17 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from sidu.backends import ForwardBackend, resolve_backend
+from sidu.chunking import (
+    CUDA_MAX_BATCH,
+    balanced_chunk_size,
+    batch_size_for,
+    cuda_memory_budget,
+    memory_kind,
+    probe_bytes_per_image,
+)
+from sidu.precision import fp32_precision
+
 from ._maps import resize_maps
 from ._validation import check_images, check_positive_int, check_saliency, check_substrate
 from .substrates import rise_blur
@@ -24,13 +35,14 @@ DEFAULT_STEPS = 224
 #: forward throughput peaks at small batches (8-16 for ResNet-18 on 2 cores: cache-bound), so
 #: this is kept small; small inputs still get large chunks.
 CPU_BUDGET_BYTES = 96 * 2**20
-#: Share of the free device memory one chunk may use on CUDA.
-CUDA_BUDGET_FRACTION = 0.25
-#: Bytes one forwarded image is assumed to need, in multiples of its input size (the perturbed
-#: image, its two sources and the model's activations).
+#: Bytes one forwarded image is assumed to need on the CPU, in multiples of its input size (the
+#: perturbed image, its two sources and the model's activations).
 BYTES_PER_INPUT = 16
-#: Largest chunk: beyond this, bigger batches no longer speed up the forward passes.
+#: Largest chunk on the CPU: beyond this, bigger batches no longer speed up the forward passes.
 MAX_CHUNK = 512
+#: Input-sized tensors of a chunk besides the forward pass on CUDA (the two gathered sources of
+#: each perturbed image); the forward pass itself is measured (:mod:`sidu.chunking`).
+SOURCES_PER_IMAGE = 2
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,8 @@ def insertion_deletion(
     batch_size: int | None = None,
     deletion_substrate: Tensor | None = None,
     insertion_substrate: Tensor | None = None,
+    backend: str | ForwardBackend = "torch",
+    precision: str = "ieee",
 ) -> InsertionDeletionResult:
     """Compute insertion/deletion curves and AUCs of saliency maps (Petsiuk et al., RISE, 2018).
 
@@ -111,6 +125,12 @@ def insertion_deletion(
         batch_size: images per forward pass; overrides the memory budget.
         deletion_substrate: tensor broadcastable to ``images``; default zeros.
         insertion_substrate: tensor broadcastable to ``images``; default ``rise_blur(images)``.
+        backend: engine of the model's forwards, ``"torch"`` (default), ``"onnxruntime"`` or
+            ``"auto"`` (see :func:`sidu.backends.resolve_backend`; resolved on ``images`` with
+            the model in eval mode), or a :class:`~sidu.backends.ForwardBackend` already
+            resolved for ``model``.
+        precision: float32 CUDA arithmetic during the call, ``"ieee"`` (default) or ``"tf32"``
+            (:func:`sidu.precision.fp32_precision`); the caller's settings are restored after.
 
     Returns:
         An :class:`InsertionDeletionResult` (tensors on the images' device).
@@ -136,7 +156,7 @@ def insertion_deletion(
         pixels_changed = (torch.arange(n_steps + 1, device=images.device) * step).clamp(
             max=n_pixels
         )
-    chunk = _chunk_size(images, batch_size, total=batch * n_steps)
+    chunk = _chunk_size(images, batch_size, total=batch * n_steps, model=model)
     _check_model_device(model, images)
     deletion_fill = (
         torch.zeros((), dtype=images.dtype, device=images.device).expand(images.shape)
@@ -157,10 +177,15 @@ def insertion_deletion(
         chunk,
     )
 
-    with _evaluating(model):
+    with fp32_precision(precision), _evaluating(model):
+        forward = (
+            backend
+            if isinstance(backend, ForwardBackend)
+            else resolve_backend(model, images, backend)
+        )
         rank = _pixel_rank(resize_maps(saliency.to(images.device), (height, width)))
         thresholds = pixels_changed.to(rank.dtype)
-        clean_logits = torch.cat([model(part) for part in images.split(chunk)])
+        clean_logits = torch.cat([forward(part) for part in images.split(chunk)])
         _check_logits(clean_logits, n_images=batch)
         target_index = _target_index(target, clean_logits)
         if insertion_start is None:
@@ -179,7 +204,7 @@ def insertion_deletion(
                 step_index = job % n_steps + first_step
                 changed = rank[item] < thresholds[step_index, None]
                 perturbed = torch.where(changed.view(-1, 1, height, width), fill[item], keep[item])
-                logits = model(perturbed)
+                logits = forward(perturbed)
                 _check_logits(logits, n_images=len(job))
                 curves[kind, item, step_index] = _target_probability(logits, target_index[item])
     deletion_curve, insertion_curve = (curve.clone() for curve in curves)
@@ -269,20 +294,29 @@ def _check_model_device(model: nn.Module, images: Tensor) -> None:
         )
 
 
-def _chunk_size(images: Tensor, batch_size: int | None, *, total: int) -> int:
+def _chunk_size(
+    images: Tensor, batch_size: int | None, *, total: int, model: nn.Module | None = None
+) -> int:
     """Images per forward pass: ``batch_size`` if given, else what the memory budget allows.
 
-    ``total`` is the number of forwards of one pass (deletion or insertion).
+    ``total`` is the number of forwards of one pass (deletion or insertion); chunks are balanced
+    over it. On the CPU a forwarded image is assumed to cost :data:`BYTES_PER_INPUT` input sizes
+    within :data:`CPU_BUDGET_BYTES`. On CUDA the policy of the masked-forward engine applies
+    (:mod:`sidu.chunking`): the forward pass's per-image cost is measured on ``model`` (in eval
+    mode, under the caller's autocast) plus :data:`SOURCES_PER_IMAGE` input sizes, within a share
+    of the free device memory, at most :data:`sidu.chunking.CUDA_MAX_BATCH`.
     """
     if batch_size is not None:
         return check_positive_int(batch_size, name="batch_size")
-    per_image = images[0].numel() * images.element_size() * BYTES_PER_INPUT
-    if images.device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(images.device)
-        budget = free * CUDA_BUDGET_FRACTION
+    input_bytes = images[0].numel() * images.element_size()
+    if memory_kind(images.device) == "cuda":
+        if model is None:
+            raise ValueError("model is needed to size chunks on CUDA")
+        _check_model_device(model, images)
+        with _evaluating(model):
+            forward_bytes = probe_bytes_per_image(model, images)
+        per_image = forward_bytes + SOURCES_PER_IMAGE * input_bytes
+        limit = batch_size_for(per_image, cuda_memory_budget(images.device), CUDA_MAX_BATCH)
     else:
-        budget = CPU_BUDGET_BYTES
-    limit = max(1, min(MAX_CHUNK, int(budget // per_image)))
-    # Balance the chunks: no small remainder chunk that runs the model inefficiently.
-    n_chunks = math.ceil(total / limit)
-    return math.ceil(total / n_chunks)
+        limit = batch_size_for(input_bytes * BYTES_PER_INPUT, CPU_BUDGET_BYTES, MAX_CHUNK)
+    return balanced_chunk_size(total, limit)

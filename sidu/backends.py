@@ -1,0 +1,348 @@
+"""Forward backends for the perturbation forwards: eager torch or an ONNX Runtime session.
+
+Every mask-perturbation explainer and insertion/deletion spends almost all its time in forward
+passes of one model on batches of perturbed images. :func:`resolve_backend` chooses what runs
+them:
+
+* ``"torch"``: the model itself (the library default: a library call never changes engines
+  behind the caller's back);
+* ``"onnxruntime"``: the model exported once (``torch.onnx.export(..., dynamo=False)``, dynamic
+  batch axis) and run by an ONNX Runtime CPU session; an error when that is not possible;
+* ``"auto"``: ONNX Runtime when it can run this call exactly (float32 images and a float32 model
+  on the CPU, no autocast, no channels-last, onnxruntime and onnx installed, the export passes
+  its check), torch otherwise.
+
+The export check fails on a ``TracerWarning`` during export (the tracer recorded one branch of
+data-dependent Python control flow) and on logits of the clean images that differ from torch's by
+more than :data:`LOGIT_TOLERANCE` times the logit scale (``max |torch logits|``). ``"auto"``
+then falls back to torch with a :class:`RuntimeWarning` naming the reason.
+
+Exported sessions are cached in memory per model (held weakly: a model that is freed frees its
+session), per input shape ``[C, H, W]``, thread count and training flags, and keyed on a
+fingerprint of every parameter and buffer (storage, version counter and sum), so weights changed
+in place are never served by a stale graph. There is no disk cache. Feature capture and
+backward passes stay in torch: only the plain ``model(batch) -> logits`` forward is exported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import logging
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = [
+    "BACKENDS",
+    "LOGIT_TOLERANCE",
+    "ForwardBackend",
+    "check_backend",
+    "onnxruntime_available",
+    "resolve_backend",
+]
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "auto")
+"""The accepted ``backend`` values."""
+
+LOGIT_TOLERANCE = 1e-4
+"""Largest accepted ``max |ORT - torch|`` of the clean logits, relative to ``max |torch|``."""
+
+_INPUT, _OUTPUT = "images", "logits"
+_PACKAGES = ("onnxruntime", "onnx")
+"""What the backend imports: the runtime, and ``onnx``, which ``torch.onnx.export`` needs."""
+
+
+@dataclass(frozen=True)
+class ForwardBackend:
+    """The engine that runs a model's perturbation forwards, as :func:`resolve_backend` chose it.
+
+    Attributes:
+        name: the engine that runs: ``"torch"`` or ``"onnxruntime"``.
+        requested: the ``backend`` the caller asked for (one of :data:`BACKENDS`).
+        reason: why ``"auto"`` fell back to torch; ``None`` when it did not (or was not asked).
+        setup_seconds: export, session and check time spent by this resolution (0.0 when the
+            session came from the cache, and for torch).
+    """
+
+    name: str
+    requested: str
+    reason: str | None
+    setup_seconds: float
+    _forward: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, compare=False)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return the model's outputs (logits) on ``batch``, a tensor on the batch's device."""
+        return self._forward(batch)
+
+
+def check_backend(backend: object) -> str:
+    """Return ``backend`` if it is one of :data:`BACKENDS`; raise ``ValueError`` otherwise."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        choices = ", ".join(repr(b) for b in BACKENDS)
+        raise ValueError(f"backend must be one of {choices}, got {backend!r}")
+    return backend
+
+
+def onnxruntime_available() -> bool:
+    """Return whether ``onnxruntime`` and ``onnx`` (which the export needs) can be imported."""
+    return _missing_package() is None
+
+
+def _missing_package() -> str | None:
+    """Return the first of :data:`_PACKAGES` that cannot be imported, or ``None``."""
+    for package in _PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            return package
+    return None
+
+
+def resolve_backend(
+    model: nn.Module,
+    example: torch.Tensor,
+    backend: str = "torch",
+    *,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> ForwardBackend:
+    """Choose the engine for the perturbation forwards of ``model`` on inputs like ``example``.
+
+    Run it with the model in the mode its forwards will use (eval). The first ONNX Runtime
+    resolution for a model, input shape and set of weights exports the model, builds the session
+    and checks it on ``example``; later ones reuse the cached session.
+
+    Args:
+        model: the classifier; must return one tensor (the logits).
+        example: clean inputs ``[B, C, H, W]`` like those the forwards will see; the export check
+            compares ONNX Runtime's logits on them with torch's.
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"auto"`` (see the module docstring).
+        dtype: the autocast dtype of the forwards (``torch.bfloat16``/``torch.float16``), if any.
+        channels_last: whether the forwards feed channels-last batches.
+
+    Returns:
+        A :class:`ForwardBackend`; call it on a batch to get the logits.
+
+    Raises:
+        ValueError: unknown ``backend``, or ``backend="onnxruntime"`` for a call ONNX Runtime
+            cannot run here (non-float32, CUDA, autocast, channels-last), naming the cause.
+        RuntimeError: ``backend="onnxruntime"`` without onnxruntime or onnx installed, or an
+            export that fails its check, naming the cause.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+        >>> resolve_backend(net, torch.rand(2, 3, 2, 2), "torch").name
+        'torch'
+
+    """
+    check_backend(backend)
+    if backend == "torch":
+        return ForwardBackend("torch", "torch", None, 0.0, model)
+    missing = _missing_package()
+    if missing is not None and backend == "onnxruntime":
+        raise RuntimeError(
+            f"backend='onnxruntime' needs the onnxruntime and onnx packages ({missing} is not "
+            "installed); install them (pip install onnxruntime onnx) or use backend='torch'"
+        )
+    unable = (
+        f"{missing} is not installed"
+        if missing is not None
+        else _unsupported(model, example, dtype=dtype, channels_last=channels_last)
+    )
+    if unable is not None:
+        if backend == "auto":
+            logger.debug("backend='auto' runs torch: %s", unable)
+            return ForwardBackend("torch", "auto", unable, 0.0, model)
+        raise ValueError(f"backend='onnxruntime' cannot run this call: {unable}")
+    entry, seconds = _cached_session(model, example)
+    if entry.failure is not None:
+        if backend == "onnxruntime":
+            raise RuntimeError(
+                f"backend='onnxruntime': the ONNX export of {type(model).__name__} failed its "
+                f"check: {entry.failure}"
+            )
+        warnings.warn(
+            f"backend='auto' falls back to torch for {type(model).__name__}: {entry.failure}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return ForwardBackend("torch", "auto", entry.failure, 0.0, model)
+    return ForwardBackend("onnxruntime", backend, None, seconds, entry.forward)
+
+
+def _unsupported(
+    model: nn.Module, example: torch.Tensor, *, dtype: torch.dtype | None, channels_last: bool
+) -> str | None:
+    """Return why ONNX Runtime cannot run this call exactly, or ``None`` when it can."""
+    if example.device.type != "cpu":
+        return f"the images are on {example.device} (onnxruntime runs on the CPU here)"
+    if example.dtype != torch.float32:
+        return f"the images are {example.dtype} (onnxruntime runs float32 forwards only)"
+    if dtype in (torch.bfloat16, torch.float16):
+        return f"autocast to {dtype} is requested (onnxruntime runs float32 forwards only)"
+    if torch.is_autocast_enabled("cpu"):
+        return "the caller enabled CPU autocast (onnxruntime runs float32 forwards only)"
+    if channels_last:
+        return "channels_last is requested (a torch memory-format option)"
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and (
+            tensor.dtype != torch.float32 or tensor.device.type != "cpu"
+        ):
+            return (
+                f"the model's tensor {name!r} is {tensor.dtype} on {tensor.device} "
+                "(onnxruntime needs a float32 model on the CPU)"
+            )
+    return None
+
+
+class _OrtForward:
+    """Run an ONNX Runtime session on float32 CPU batches; logits back as torch tensors."""
+
+    def __init__(self, session: object) -> None:
+        self._session = session
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.dtype != torch.float32 or batch.device.type != "cpu":
+            raise ValueError(
+                "the onnxruntime backend runs float32 CPU batches, got "
+                f"{batch.dtype} on {batch.device}"
+            )
+        array = batch.detach().contiguous().numpy()
+        (logits,) = self._session.run([_OUTPUT], {_INPUT: array})
+        return torch.from_numpy(logits)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One cached export: the weights it was made from, and its session or why it failed."""
+
+    fingerprint: tuple
+    forward: _OrtForward | None
+    failure: str | None
+
+
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Entry]] = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    """Identify the model's current weights: storage, version counter and sum of each tensor.
+
+    The version counter catches in-place updates through the tensor; the sum also catches those
+    made through ``tensor.data`` (which has a version counter of its own).
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    if not tensors:
+        return ()
+    with torch.no_grad():
+        sums = torch.stack([t.detach().sum(dtype=torch.float64) for t in tensors]).tolist()
+    return tuple(
+        (t.data_ptr(), t._version, tuple(t.shape), total)
+        for t, total in zip(tensors, sums, strict=True)
+    )
+
+
+def _cached_session(model: nn.Module, example: torch.Tensor) -> tuple[_Entry, float]:
+    """Return the cached export for the model's current weights, exporting it if needed."""
+    slot = (
+        tuple(example.shape[1:]),
+        torch.get_num_threads(),
+        tuple(module.training for module in model.modules()),
+    )
+    fingerprint = _fingerprint(model)
+    slots = _CACHE.setdefault(model, {})
+    entry = slots.get(slot)
+    if entry is not None and entry.fingerprint == fingerprint:
+        return entry, 0.0
+    start = time.perf_counter()
+    forward, failure = _export_and_check(model, example)
+    seconds = time.perf_counter() - start
+    entry = _Entry(fingerprint, forward, failure)
+    slots[slot] = entry
+    logger.info(
+        "onnxruntime export of %s for inputs %s: %s in %.2f s",
+        type(model).__name__,
+        list(example.shape[1:]),
+        "ok" if failure is None else f"failed ({failure})",
+        seconds,
+    )
+    return entry, seconds
+
+
+def _export_and_check(
+    model: nn.Module, example: torch.Tensor
+) -> tuple[_OrtForward | None, str | None]:
+    """Export ``model``, build its session and check it on ``example``: ``(forward, failure)``."""
+    graph = io.BytesIO()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    graph,
+                    dynamo=False,
+                    input_names=[_INPUT],
+                    output_names=[_OUTPUT],
+                    dynamic_axes={_INPUT: {0: "batch"}, _OUTPUT: {0: "batch"}},
+                )
+        except Exception as error:  # any export error is a failed check
+            return None, f"the ONNX export raised {type(error).__name__}: {error}"
+    traced = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    if traced:
+        return None, (
+            "the ONNX export raised a TracerWarning (data-dependent Python control flow is "
+            f"recorded as one fixed branch): {traced[0].message}"
+        )
+    try:
+        forward = _OrtForward(_session(graph.getvalue()))
+        # The check runs a batch twice the traced size, so a batch size baked into the graph
+        # fails here rather than later.
+        probe = torch.cat([example, example])
+        got = forward(probe)
+        with torch.no_grad():
+            expected = model(example)
+    except Exception as error:  # any failure to run the graph fails the check
+        return None, f"running the exported graph raised {type(error).__name__}: {error}"
+    return (forward, None) if (failure := _compare(got, expected)) is None else (None, failure)
+
+
+def _compare(got: torch.Tensor, expected: object) -> str | None:
+    """Return why ONNX Runtime's logits on the doubled example differ from torch's, or None."""
+    if not isinstance(expected, torch.Tensor):
+        return f"the model returns {type(expected).__name__}, not one tensor of logits"
+    expected = expected.detach().to(torch.float32)
+    if got.shape != (2 * expected.shape[0], *expected.shape[1:]):
+        return (
+            f"the exported graph returns shape {tuple(got.shape)} for a batch of "
+            f"{2 * expected.shape[0]}; torch returns {tuple(expected.shape)} for "
+            f"{expected.shape[0]}"
+        )
+    difference = float((got - torch.cat([expected, expected])).abs().max())
+    scale = float(expected.abs().max())
+    if not difference <= LOGIT_TOLERANCE * scale:
+        return (
+            f"its logits on the clean images differ from torch's by {difference:.3g}, more than "
+            f"{LOGIT_TOLERANCE:g} x the logit scale {scale:.3g}"
+        )
+    return None
+
+
+def _session(graph: bytes) -> object:
+    """An ONNX Runtime CPU session: torch's thread count, sequential, all graph optimisations."""
+    ort = importlib.import_module("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
