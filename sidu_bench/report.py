@@ -2,7 +2,10 @@
 
 Everything comes from what the runs stored (``config.json``, ``summary.csv``, ``records.csv``);
 no map or metric is recomputed. Rows are (data set, model), columns explainer x metric, each cell
-the run's own summary value with its 95 % CI and n.
+the run's own summary value with its 95 % CI and n. Every pair of explainers of a row is compared
+on the items both score (``report_pairs.csv``, :data:`PAIR_COLUMNS`), with the verdict rule of
+``summary.md``: Holm-adjusted sign-flip tests, the family being all pairs x ranked metrics of one
+(data set, model).
 
 Runs share a table only if the ``protocol`` objects of their ``config.json`` agree (the package
 version is shown, not compared; the input size may differ). ``allow_mixed_protocols`` lets
@@ -28,11 +31,13 @@ from sidu_bench.compare import HIGHER_IS_BETTER, read_summary
 from sidu_bench.runner.config import differing_fields, read_config
 from sidu_bench.runner.figures import pyplot_or_none, save_png
 from sidu_bench.runner.storage import atomic_write_text
-from sidu_bench.runner.summary import format_cell, paired_comparisons
+from sidu_bench.runner.summary import compare_pair, family_size, format_cell, with_verdicts
+from sidu_bench.stats import FAMILYWISE_ALPHA, VERDICT_BETTER, VERDICT_WORSE
 
 log = logging.getLogger(__name__)
 
 RECORDS_FILE = "records.csv"
+PAIRS_FILE = "report_pairs.csv"
 REPORT_METRICS = (
     "pointing_game",
     "pointing_game_center_miss",
@@ -50,7 +55,27 @@ RANKED_METRICS = {
     "insertion_auc": "insertion_auc",
     "deletion_auc": "deletion_auc",
 }
-"""Report metric -> the per-item metric of ``paired_comparisons`` it is ranked on."""
+"""Report metric -> the per-item metric of the paired comparisons it is ranked on."""
+PAIR_COLUMNS = (
+    "dataset",
+    "model",
+    "explainer_a",
+    "explainer_b",
+    "metric",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p",
+    "p_holm",
+    "verdict",
+    "n",
+)
+"""Columns of ``report_pairs.csv``: one row per (data set, model, pair, ranked metric).
+
+``diff`` is the mean per-item difference ``explainer_a - explainer_b`` with its paired bootstrap
+CI; ``explainer_b`` (the earlier of the two in table order) plays the reference, so "better than
+reference" means ``explainer_a`` is significantly better than ``explainer_b``.
+"""
 REPORT_COLUMNS = (
     "dataset",
     "model",
@@ -70,14 +95,18 @@ REPORT_COLUMNS = (
 """Columns of ``report.csv`` (long format, one row per cell)."""
 RANKING_RULE = (
     "Per (data set, model) and metric, explainers are ordered by their summary mean (best "
-    "first; lower is better for deletion AUC). For every pair, the paired bootstrap 95 % CI of "
-    "the per-item difference on the items both score decides whether one is significantly "
-    "better (a CI containing 0 is a tie). A rank boundary goes before position p only if every "
-    "explainer before p is significantly better than every explainer from p on; an explainer's "
-    "rank is 1 + the number of explainers above its boundary. So an explainer is ranked above "
-    "another only if it is significantly better, and explainers that cannot be separated share "
-    "a rank. The pointing game is ranked on per-item hits (its per-class mean is not a per-item "
-    "quantity); the center-miss pointing game and seconds per image are not ranked."
+    "first; lower is better for deletion AUC). Every pair is compared on the items both score "
+    "by a two-sided paired sign-flip permutation test of the mean per-item difference, "
+    "Holm-adjusted over all pairs x ranked metrics of the (data set, model) at family-wise "
+    f"{FAMILYWISE_ALPHA}; one is significantly better than the other only when that adjusted p "
+    f'is at most {FAMILYWISE_ALPHA} ("no significant difference" and "n too small" separate '
+    "nothing). A rank boundary goes before position p only if every explainer before p is "
+    "significantly better than every explainer from p on; an explainer's rank is 1 + the number "
+    "of explainers above its boundary. So an explainer is ranked above another only if it is "
+    "significantly better, and explainers that cannot be separated share a rank. The pointing "
+    "game is ranked on per-item hits (its per-class mean is not a per-item quantity); the "
+    "center-miss pointing game and seconds per image are not ranked. Every pair's difference, "
+    f"CI, p, Holm p and verdict are in {PAIRS_FILE}."
 )
 """How ``rank`` is decided (written into ``report.md``)."""
 
@@ -220,40 +249,72 @@ def rank_groups(order: Sequence[str], better: set[tuple[str, str]]) -> dict[str,
     return ranks
 
 
-def _significant_wins(records: pd.DataFrame, explainers: list[str], *, seed: int) -> pd.DataFrame:
-    """Rows (winner, loser, metric) where the paired CI says the winner is better."""
-    frames = []
-    for reference in explainers:
-        pairs = paired_comparisons(records, reference, explainers, seed=seed)
-        if len(pairs):
-            wins = pairs[pairs["verdict"] == "better than reference"]
-            frames.append(wins.assign(loser=reference)[["explainer", "loser", "metric"]])
-    if not frames:
-        return pd.DataFrame(columns=["explainer", "loser", "metric"])
-    return pd.concat(frames, ignore_index=True)
+def pair_comparisons(records: pd.DataFrame, explainers: list[str], *, seed: int) -> pd.DataFrame:
+    """Every pair of ``explainers`` on every ranked metric, as one Holm family.
+
+    For each pair the earlier explainer in ``explainers`` is the reference: the comparison is
+    ``later - earlier`` (so with SIDU first, its rows equal ``summary.md``'s before the Holm step).
+
+    Args:
+        records: the row's ``records.csv`` rows.
+        explainers: the row's explainers in table order.
+        seed: the runs' seed.
+
+    Returns:
+        The :func:`sidu_bench.runner.summary.with_verdicts` table (``explainer``,
+        ``reference``, ``metric``, ``difference``, ..., ``p_holm``, ``verdict``).
+    """
+    rows = [
+        compare_pair(records, later, earlier, metric, seed=seed)
+        for position, earlier in enumerate(explainers)
+        for later in explainers[position + 1 :]
+        for metric in RANKED_METRICS.values()
+    ]
+    return with_verdicts(pd.DataFrame(rows))
 
 
-def rankings(
-    records: pd.DataFrame, summary: pd.DataFrame, *, seed: int
-) -> dict[str, dict[str, int]]:
+def rankings(pairs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Rank of every explainer per ranked report metric (:data:`RANKING_RULE`).
 
     Args:
-        records: the row's ``records.csv`` rows (all its explainers).
+        pairs: :func:`pair_comparisons` of the row.
         summary: the row's summary, indexed by explainer.
-        seed: the runs' bootstrap seed.
     """
-    explainers = [str(label) for label in summary.index]
-    wins = _significant_wins(records[records["explainer"].isin(explainers)], explainers, seed=seed)
+    better = set()
+    for row in pairs.itertuples() if len(pairs) else ():
+        if row.verdict == VERDICT_BETTER:
+            better.add((row.metric, row.explainer, row.reference))
+        elif row.verdict == VERDICT_WORSE:
+            better.add((row.metric, row.reference, row.explainer))
     result = {}
     for metric, paired in RANKED_METRICS.items():
         means = summary[paired].astype(float).dropna()
         sign = 1.0 if HIGHER_IS_BETTER[paired] else -1.0
         order = sorted(means.index, key=lambda label, m=means: (-sign * m[label], str(label)))
-        chosen = wins[wins["metric"] == paired]
-        better = set(zip(chosen["explainer"], chosen["loser"], strict=True))
-        result[metric] = rank_groups([str(label) for label in order], better)
+        wins = {(winner, loser) for name, winner, loser in better if name == paired}
+        result[metric] = rank_groups([str(label) for label in order], wins)
     return result
+
+
+def run_seed(run: RunFolder) -> int:
+    """The seed of a run's statistics (what ``summary.csv`` used).
+
+    ``config.json``'s ``seed``, else that of its ``statistics`` object (protocol version 2),
+    else the protocol's ``statistics`` (version 1), else 0.
+    """
+    candidates = (
+        run.config.get("seed"),
+        _mapping(run.config.get("statistics")).get("seed"),
+        _mapping(run.protocol.get("statistics")).get("seed"),
+    )
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+def _mapping(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _cells(run: RunFolder, ranks: dict[str, dict[str, int]]) -> list[dict[str, object]]:
@@ -286,20 +347,45 @@ def _cells(run: RunFolder, ranks: dict[str, dict[str, int]]) -> list[dict[str, o
     return rows
 
 
-def report_table(runs: Sequence[RunFolder], *, mixed: bool) -> pd.DataFrame:
-    """The long-format report: one row per (data set, model, explainer, metric) cell."""
+def report_table(runs: Sequence[RunFolder], *, mixed: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The long-format report and its pairs.
+
+    Returns:
+        ``(table, pairs)``: one row per (data set, model, explainer, metric) cell
+        (:data:`REPORT_COLUMNS`), and one row per (data set, model, pair, ranked metric)
+        (:data:`PAIR_COLUMNS`).
+    """
     rows = []
-    for group in _group(runs).values():
+    pair_frames = []
+    for (dataset, model), group in _group(runs).items():
         records = pd.concat([run.records for run in group], ignore_index=True)
         summary = pd.concat([run.summary for run in group])
-        seed = int(group[0].protocol.get("statistics", {}).get("seed", 0))
-        ranks = rankings(records, summary, seed=seed)
+        explainers = [str(label) for label in summary.index]
+        pairs = pair_comparisons(
+            records[records["explainer"].isin(explainers)], explainers, seed=run_seed(group[0])
+        )
+        ranks = rankings(pairs, summary)
         for run in group:
             rows += _cells(run, ranks)
+        pair_frames.append(pairs.assign(dataset=dataset, model=model))
     table = pd.DataFrame(rows, columns=REPORT_COLUMNS[:-1])
     table["rank"] = table["rank"].astype("Int64")
     table["mixed_protocols"] = mixed
-    return table
+    return table, _pairs_table(pair_frames)
+
+
+def _pairs_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return pd.DataFrame(columns=PAIR_COLUMNS)
+    names = {
+        "explainer": "explainer_a",
+        "reference": "explainer_b",
+        "difference": "diff",
+        "ci_low": "diff_ci_low",
+        "ci_high": "diff_ci_high",
+    }
+    return pd.concat(frames, ignore_index=True).rename(columns=names)[list(PAIR_COLUMNS)]
 
 
 def _flatten(protocol: dict[str, object], prefix: str = "") -> list[str]:
@@ -361,8 +447,15 @@ def _metric_section(table: pd.DataFrame, metric: str) -> list[str]:
     return lines
 
 
-def _ranking_section(table: pd.DataFrame) -> list[str]:
-    lines = ["", "## Rankings", "", "Paired comparisons on the same items (see the rule above)."]
+def _ranking_section(table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
+    families = [
+        f"{dataset} × {model}: m = {family_size(part)}"
+        for (dataset, model), part in pairs.groupby(["dataset", "model"], sort=False)
+    ]
+    lines = ["", "## Rankings", "", "Paired comparisons on the same items (rule below); every"]
+    lines += [f"pair's difference, CI, p, Holm p and verdict are in `{PAIRS_FILE}`."]
+    if families:
+        lines += [f"Holm families (all pairs x ranked metrics): {'; '.join(families)}."]
     lines += ["", "| data set | model | metric | ranking |", "|---|---|---|---|"]
     ranked = table[table["rank"].notna()].sort_values("rank", kind="stable")
     for (dataset, model), row in ranked.groupby(["dataset", "model"], sort=False):
@@ -374,7 +467,10 @@ def _ranking_section(table: pd.DataFrame) -> list[str]:
 
 
 def report_markdown(
-    runs: Sequence[RunFolder], table: pd.DataFrame, mismatches: Sequence[str]
+    runs: Sequence[RunFolder],
+    table: pd.DataFrame,
+    pairs: pd.DataFrame,
+    mismatches: Sequence[str],
 ) -> str:
     """``report.md``: header (protocol, versions, runs), the cross tables and the rankings."""
     lines = _header(runs, mismatches)
@@ -382,7 +478,7 @@ def report_markdown(
     lines += ["own summary.csv."]
     for metric in REPORT_METRICS:
         lines += _metric_section(table, metric)
-    lines += _ranking_section(table)
+    lines += _ranking_section(table, pairs)
     lines += ["", f"Ranking rule: {RANKING_RULE}"]
     return "\n".join(lines) + "\n"
 
@@ -431,7 +527,7 @@ def write_figure(table: pd.DataFrame, path: Path) -> Path | None:
 def build_report(
     run_dirs: Sequence[Path], *, out: Path, allow_mixed_protocols: bool = False
 ) -> list[Path]:
-    """Write ``report.csv``, ``report.md`` and ``faithfulness_vs_cost.png`` into ``out``.
+    """Write ``report.csv``, ``report.md``, ``report_pairs.csv`` and the figure into ``out``.
 
     Args:
         run_dirs: finished run folders.
@@ -450,11 +546,12 @@ def build_report(
         raise ValueError("report needs at least one run folder")
     runs = [load_run(path) for path in run_dirs]
     mismatches = _check_protocols(runs, allow_mixed=allow_mixed_protocols)
-    table = report_table(runs, mixed=bool(mismatches))
+    table, pairs = report_table(runs, mixed=bool(mismatches))
     out = Path(out)
-    written = [out / "report.csv", out / "report.md"]
-    markdown = report_markdown(runs, table, mismatches)
+    written = [out / "report.csv", out / "report.md", out / PAIRS_FILE]
+    markdown = report_markdown(runs, table, pairs, mismatches)
     atomic_write_text(written[0], table.to_csv(index=False))
     atomic_write_text(written[1], markdown)
+    atomic_write_text(written[2], pairs.to_csv(index=False))
     figure = write_figure(table, out / "faithfulness_vs_cost.png")
     return written + ([figure] if figure is not None else [])

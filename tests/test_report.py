@@ -3,6 +3,7 @@
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,17 @@ import pytest
 from sidu_bench import report as report_module
 from sidu_bench.cli import main
 from sidu_bench.compare import read_summary
-from sidu_bench.report import REPORT_METRICS, build_report, expand_run_dirs, rank_groups
-from sidu_bench.runner.summary import RECORD_COLUMNS, summarise
+from sidu_bench.report import (
+    PAIR_COLUMNS,
+    REPORT_METRICS,
+    RunFolder,
+    build_report,
+    expand_run_dirs,
+    rank_groups,
+    run_seed,
+)
+from sidu_bench.runner.summary import COMPARED_METRICS, RECORD_COLUMNS, summarise
+from sidu_bench.stats import holm
 
 RUN_NAME = "synthetic-synthetic_cnn"
 SMALL = ["--limit", "4", "--steps", "8"]
@@ -47,7 +57,12 @@ def test_every_cell_equals_its_runs_summary(runs, tmp_path):
     _, first, second = runs
     renamed = copy_run(first, tmp_path / "renamed", lambda c: c.update(model="other_cnn"))
     written = build_report([first, second, renamed], out=tmp_path / "out")
-    assert [p.name for p in written] == ["report.csv", "report.md", "faithfulness_vs_cost.png"]
+    assert [p.name for p in written] == [
+        "report.csv",
+        "report.md",
+        "report_pairs.csv",
+        "faithfulness_vs_cost.png",
+    ]
     table = read_report(tmp_path / "out")
     assert len(table) == (3 + 1 + 3) * len(REPORT_METRICS)
     assert set(zip(table["dataset"], table["model"], strict=True)) == {
@@ -90,10 +105,10 @@ def test_markdown_shows_cells_versions_and_rankings(runs, tmp_path):
     assert "WARNING" not in text
 
 
-def hand_made_run(folder, template):
-    """Twenty items: 'good' beats the others by 0.3 insertion AUC; 'same1' and 'same2' agree."""
+def hand_made_run(folder, template, n=20):
+    """n items: 'good' beats the others by 0.3 insertion AUC; 'same1' and 'same2' agree."""
     rng = np.random.default_rng(3)
-    base = rng.uniform(0.2, 0.6, size=20)
+    base = rng.uniform(0.2, 0.6, size=n)
     rows = []
     for label, shift in (("same1", 0.0), ("good", 0.3), ("same2", 0.0)):
         for i, value in enumerate(base):
@@ -136,6 +151,95 @@ def test_ranking_separates_a_clear_winner_and_ties_identical_explainers(runs, tm
         assert table[metric].to_dict() == {"same1": 1, "good": 1, "same2": 1}
     text = (tmp_path / "out" / "report.md").read_text()
     assert "| insertion_auc | 1. good · 2. same1 · 2. same2 |" in text
+    assert "synthetic × synthetic_cnn: m = 15" in text
+    pairs = pd.read_csv(tmp_path / "out" / "report_pairs.csv")
+    verdicts = pairs[pairs["metric"] == "insertion_auc"].set_index(["explainer_a", "explainer_b"])
+    assert verdicts.loc[("good", "same1"), "verdict"] == "better than reference"
+    assert verdicts.loc[("same2", "good"), "verdict"] == "worse than reference"
+    assert verdicts.loc[("same2", "same1"), "verdict"] == "n too small"  # no item differs
+    assert verdicts.loc[("good", "same1"), "diff"] == pytest.approx(0.3)
+
+
+def test_ranking_needs_the_holm_verdict_not_just_a_small_p(runs, tmp_path):
+    # Nine items: 'good' wins on every one (raw p = 2 ** -8 < 0.05, the paired CI excludes 0),
+    # but with m = 15 comparisons even the smallest achievable p cannot pass: no rank boundary.
+    run = hand_made_run(tmp_path / "hand", runs[1], n=9)
+    build_report([run], out=tmp_path / "out")
+    table = read_report(tmp_path / "out").set_index(["metric", "explainer"])["rank"]
+    assert table["insertion_auc"].to_dict() == {"same1": 1, "good": 1, "same2": 1}
+    pairs = pd.read_csv(tmp_path / "out" / "report_pairs.csv").set_index(
+        ["metric", "explainer_a", "explainer_b"]
+    )
+    row = pairs.loc[("insertion_auc", "good", "same1")]
+    assert row["p"] == 2**-8
+    assert row["diff_ci_low"] > 0
+    assert row["verdict"] == "n too small"
+
+
+def test_pairs_file_holds_every_pair_with_the_summary_rule(runs, tmp_path):
+    _, first, second = runs
+    build_report([first, second], out=tmp_path)
+    pairs = pd.read_csv(tmp_path / "report_pairs.csv")
+    assert tuple(pairs.columns) == PAIR_COLUMNS
+    labels = ["sidu", "center", "random", "gradcam"]
+    expected_pairs = {(a, b) for i, b in enumerate(labels) for a in labels[i + 1 :]}
+    assert set(zip(pairs["explainer_a"], pairs["explainer_b"], strict=True)) == expected_pairs
+    assert len(pairs) == len(expected_pairs) * len(COMPARED_METRICS)
+    assert set(pairs["metric"]) == set(COMPARED_METRICS)
+    np.testing.assert_allclose(pairs["p_holm"], holm(pairs["p"]))
+    # n = 4 items, m = 30: even 2 ** (1 - 4) x 30 > 0.05, so nothing can pass
+    assert set(pairs["verdict"]) == {"n too small"}
+    assert (pairs["n"] == 4).all()
+    summary = read_summary(first)
+    against_sidu = pairs[pairs["explainer_b"] == "sidu"]
+    assert len(against_sidu) == 3 * len(COMPARED_METRICS)
+    for row in against_sidu.itertuples():
+        if row.explainer_a == "gradcam":
+            continue  # from the other run folder: its summary has no SIDU row
+        cells = summary.loc[row.explainer_a]
+        for field in ("diff", "diff_ci_low", "diff_ci_high", "p"):
+            np.testing.assert_equal(getattr(row, field), cells[f"{row.metric}_{field}"])
+
+
+def protocol_version_2(config):
+    """A version-1 config.json rewritten the way version 2 stores it."""
+    config["model"] = "other_cnn"
+    config["protocol"]["protocol_version"] = 2
+    config["protocol"]["precision"] = "ieee"
+    config["statistics"] = {
+        **config["protocol"].pop("statistics"),
+        "paired_test": "two-sided sign-flip permutation test of the mean difference",
+    }
+    config["precision"] = "ieee"
+    config["backend"] = "auto"
+    config["environment"]["backend"] = {"name": "torch"}
+    config["model_reason"] = "given with --model"
+
+
+def test_protocol_version_1_and_2_folders_are_read(tmp_path):
+    committed = Path(__file__).resolve().parents[1] / "results" / "reference" / RUN_NAME
+    assert json.loads((committed / "config.json").read_text())["protocol"]["protocol_version"] == 1
+    newer = copy_run(committed, tmp_path / "v2", protocol_version_2)
+    build_report([newer], out=tmp_path / "new")
+    build_report([committed], out=tmp_path / "old")
+    new = pd.read_csv(tmp_path / "new" / "report_pairs.csv").drop(columns="model")
+    old = pd.read_csv(tmp_path / "old" / "report_pairs.csv").drop(columns="model")
+    pd.testing.assert_frame_equal(new, old)  # the same seed, wherever the version keeps it
+    assert len(old) == 15 * len(COMPARED_METRICS)
+    text = (tmp_path / "new" / "report.md").read_text()
+    assert "- `protocol_version`: 2" in text
+    assert "- `precision`: ieee" in text
+
+
+def test_run_seed_prefers_the_config_then_the_protocol():
+    def folder(config):
+        return RunFolder(Path("run"), config, pd.DataFrame(), pd.DataFrame())
+
+    assert run_seed(folder({"seed": 3, "protocol": {"statistics": {"seed": 5}}})) == 3
+    assert run_seed(folder({"statistics": {"seed": 4}, "protocol": {}})) == 4
+    assert run_seed(folder({"protocol": {"statistics": {"seed": 5}}})) == 5
+    assert run_seed(folder({"protocol": {"statistics": {}}})) == 0
+    assert run_seed(folder({"seed": True, "protocol": {}})) == 0
 
 
 def test_rank_groups_only_ranks_above_when_significantly_better():
@@ -217,9 +321,8 @@ def test_cli_writes_files_and_expands_globs(runs, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["report", str(root / "*" / "synthetic-*"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
-    assert printed == [str(out / name) for name in ("report.csv", "report.md")] + [
-        str(out / "faithfulness_vs_cost.png")
-    ]
+    names = ("report.csv", "report.md", "report_pairs.csv", "faithfulness_vs_cost.png")
+    assert printed == [str(out / name) for name in names]
     assert (out / "faithfulness_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(read_report(out)["run_dir"]) == {str(first), str(second)}
 
@@ -259,6 +362,6 @@ def test_figure_is_skipped_with_a_warning_without_matplotlib(runs, tmp_path, mon
     monkeypatch.setattr(report_module, "pyplot_or_none", lambda: None)
     with caplog.at_level(logging.WARNING, logger="sidu_bench.report"):
         written = build_report([first], out=tmp_path)
-    assert [p.name for p in written] == ["report.csv", "report.md"]
+    assert [p.name for p in written] == ["report.csv", "report.md", "report_pairs.csv"]
     assert "matplotlib is not installed" in caplog.text
     assert not (tmp_path / "faithfulness_vs_cost.png").exists()

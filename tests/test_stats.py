@@ -81,15 +81,20 @@ def test_class_mean_matches_plain_loop():
     assert estimate.high == pytest.approx(np.quantile(means, 0.975), abs=1e-12)
 
 
-def test_paired_difference_and_ties():
+def test_paired_difference_is_the_bootstrap_of_the_differences():
+    # The CI of a paired comparison is an effect size: the plain bootstrap of the per-item
+    # differences (verdicts come from the sign-flip test, tests/test_stats_permutation.py).
     rng = np.random.default_rng(6)
     base = rng.random(50)
-    better = paired_difference(base + 0.1 + 0.01 * rng.normal(size=50), base, seed=0)
+    other = base + 0.1 + 0.01 * rng.normal(size=50)
+    better = paired_difference(other, base, seed=0)
+    low, high = plain_bootstrap_mean(list(other - base), 0)
+    assert better.mean == pytest.approx(float(np.mean(other - base)), abs=1e-15)
     assert better.mean == pytest.approx(0.1, abs=0.01)
+    assert better.low == pytest.approx(low, abs=1e-12)
+    assert better.high == pytest.approx(high, abs=1e-12)
     assert better.low > 0
-    assert not better.is_tie
-    same = paired_difference(base + 0.01 * rng.normal(size=50), base, seed=0)
-    assert same.is_tie
+    assert better.n == 50
 
 
 def test_degenerate_and_bad_inputs():

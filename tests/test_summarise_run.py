@@ -1,0 +1,285 @@
+"""``summarise_run``: summary.csv, summary.md and figures rebuilt from a run folder's records."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sidu_bench.runner.storage import ItemResult, ItemStore
+from sidu_bench.runner.summarise_run import (
+    REQUIRED_RECORD_COLUMNS,
+    count_skipped_by_localisation,
+    read_records,
+    reference_explainer,
+    summarise_run,
+    summary_header,
+)
+from sidu_bench.runner.summary import (
+    COMPARED_METRICS,
+    COMPARISON_SUFFIXES,
+    RECORD_COLUMNS,
+    SUMMARY_METRICS,
+    mostly_singletons,
+    paired_comparisons,
+    summarise,
+)
+from sidu_bench.stats import VERDICT_NA, VERDICT_REFERENCE
+
+COMMITTED = (
+    Path(__file__).resolve().parents[1] / "results" / "reference" / "synthetic-synthetic_cnn"
+)
+BASE_COLUMNS = [
+    "explainer",
+    "n_images",
+    *(f"{m}{s}" for m in SUMMARY_METRICS for s in ("", "_ci_low", "_ci_high", "_n")),
+    "seconds_per_image",
+    "metric_seconds_per_image",
+]
+"""The per-metric columns summary.csv had before the paired comparisons were added."""
+
+
+def read_cells(path):
+    """summary.csv as {explainer: {column: the text of its cell}}."""
+    with open(path, newline="", encoding="utf-8") as stream:
+        return {row["explainer"]: row for row in csv.DictReader(stream)}
+
+
+@pytest.fixture
+def committed_copy(tmp_path):
+    return Path(shutil.copytree(COMMITTED, tmp_path / COMMITTED.name))
+
+
+def test_committed_run_reproduces_its_means_and_cis_exactly(committed_copy):
+    original = read_cells(COMMITTED / "summary.csv")
+    summarise_run(committed_copy)
+    rebuilt = read_cells(committed_copy / "summary.csv")
+    assert list(rebuilt) == list(original)
+    for explainer, row in original.items():
+        for column in BASE_COLUMNS:
+            assert rebuilt[explainer][column] == row[column], (explainer, column)
+
+
+def test_committed_summary_is_current(committed_copy):
+    """The committed folder was re-summarised with today's rule (re-run summarise if not)."""
+    summarise_run(committed_copy)
+    for name in ("summary.csv", "summary.md"):
+        assert (committed_copy / name).read_text() == (COMMITTED / name).read_text(), name
+
+
+def test_comparison_columns_hold_the_reference_comparisons(committed_copy):
+    table = summarise_run(committed_copy).set_index("explainer")
+    written = pd.read_csv(committed_copy / "summary.csv").set_index("explainer")
+    records = read_records(committed_copy)
+    labels = json.loads((committed_copy / "config.json").read_text())["explainers"]
+    expected = paired_comparisons(records, "sidu", labels, seed=0)
+    assert len(expected) == 25
+    for metric in COMPARED_METRICS:
+        for suffix in COMPARISON_SUFFIXES:
+            assert f"{metric}{suffix}" in written.columns
+        assert written.at["sidu", f"{metric}_verdict"] == VERDICT_REFERENCE
+        assert np.isnan(written.at["sidu", f"{metric}_p_holm"])
+    for row in expected.itertuples():
+        got = written.loc[row.explainer]
+        np.testing.assert_allclose(
+            [got[f"{row.metric}{s}"] for s in ("_diff", "_diff_ci_low", "_diff_ci_high")],
+            [row.difference, row.ci_low, row.ci_high],
+            rtol=0,
+            atol=1e-15,
+        )
+        assert got[f"{row.metric}_p"] == row.p
+        assert got[f"{row.metric}_p_holm"] == row.p_holm
+        assert got[f"{row.metric}_verdict"] == row.verdict
+    assert table.loc["random", "insertion_auc_verdict"] == "worse than reference"
+    assert table.loc["gradcam", "insertion_auc_verdict"] == "no significant difference"
+
+
+def test_markdown_states_the_rule_and_the_header(committed_copy):
+    summarise_run(committed_copy)
+    text = (committed_copy / "summary.md").read_text()
+    assert "Holm-adjusted over the m = 25 comparisons" in text
+    assert "sign-flip permutation test" in text
+    assert "| explainer | metric | difference [95 % CI] | n | n0 | p | p (Holm) | verdict |" in text
+    assert "| random | insertion_auc | -0.335 [-0.383, -0.288] | 48 | 48 |" in text
+    for line in ("- **items**: 48", "- **reference explainer**: sidu", "- **seed**: 0"):
+        assert line in text
+    assert "- **skipped (unreadable or corrupt file)**: 0" in text
+    assert "model chosen because" not in text
+    assert "backend" not in text
+    assert "(headline)" not in text  # 48 items in 6 classes
+    assert "†" not in text  # every n >= 10
+
+
+def edit_config(folder, **changes):
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+    return config
+
+
+def test_header_names_backend_model_reason_and_skipped_files(committed_copy):
+    config = json.loads((committed_copy / "config.json").read_text())
+    environment = {**config["environment"], "backend": {"name": "onnxruntime", "threads": 2}}
+    reason = "the data set's default model (natural-images, ImageNet classes)"
+    edit_config(committed_copy, environment=environment, model_reason=reason, precision="ieee")
+    (committed_copy / "skipped.csv").write_text(
+        "id,file,reason\na,a.jpg,truncated JPEG\nb,b.xml,corrupt annotation\n"
+    )
+    summarise_run(committed_copy)
+    text = (committed_copy / "summary.md").read_text()
+    assert f"- **model chosen because**: {reason}" in text
+    assert "- **backend**: onnxruntime (threads=2)" in text
+    assert "- **precision**: ieee" in text
+    assert "- **skipped (unreadable or corrupt file)**: 2 (listed in skipped.csv)" in text
+    header = summary_header({"explainers": ["gradcam"], "step": 3}, 4, 1, 0)
+    assert header["insertion/deletion"] == "3 px per step"
+    assert header["reference explainer"] is None
+    assert header["items"] == 4
+
+
+def test_corrupt_skipped_listing_is_named(committed_copy):
+    (committed_copy / "skipped.csv").write_text("item,why\na,b\n")
+    with pytest.raises(ValueError, match=r"skipped.csv: columns must be id,file,reason"):
+        summarise_run(committed_copy)
+
+
+def small_records(labels, n, categories=None):
+    rng = np.random.default_rng(0)
+    rows = []
+    for label in labels:
+        for i in range(n):
+            rows.append(
+                {
+                    "id": f"item{i:02d}",
+                    "category": categories[i] if categories else f"class{i}",
+                    "explainer": label,
+                    "center_miss": i % 2 == 0,
+                    "pointing_game_hit": bool(rng.random() < 0.6),
+                    "pointing_game_valid": True,
+                    **{metric: rng.random() for metric in COMPARED_METRICS[1:]},
+                    "seconds": 0.5,
+                    "metric_seconds": 0.1,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+
+
+def small_folder(tmp_path, labels, records):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    config = json.loads((COMMITTED / "config.json").read_text())
+    config["explainers"] = labels
+    (folder / "config.json").write_text(json.dumps(config))
+    records.to_csv(folder / "records.csv", index=False)
+    return folder
+
+
+def test_small_run_marks_cis_and_headlines_the_hit_rate(tmp_path):
+    labels = ["sidu", "gradcam", "center"]
+    folder = small_folder(tmp_path, labels, small_records(labels, 5))
+    summarise_run(folder)
+    text = (folder / "summary.md").read_text()
+    assert "| explainer | pointing_game_hit_rate (headline) | pointing_game ‡ |" in text
+    assert "‡ pointing_game is a per-class mean with one scored item in 5 of its 5 classes" in text
+    assert "so the hit rate is the headline" in text
+    assert "(n=5) †" in text
+    assert "† n < 10: the CI is shown" in text
+    assert "m = 10 comparisons" in text
+    table = pd.read_csv(folder / "summary.csv").set_index("explainer")
+    assert (table.loc["gradcam", [f"{m}_verdict" for m in COMPARED_METRICS]] == "n too small").all()
+
+
+def test_mostly_singletons_rule():
+    assert mostly_singletons(39 - 1, 39)  # ImageNet: 39 classes in 40 items
+    assert mostly_singletons(3, 5)
+    assert not mostly_singletons(2, 4)
+    assert not mostly_singletons(0, 0)
+
+
+def test_run_without_reference_has_na_verdicts_and_no_comparison(tmp_path):
+    labels = ["gradcam", "center"]
+    folder = small_folder(tmp_path, labels, small_records(labels, 12))
+    table = summarise_run(folder)
+    assert (table[[f"{m}_verdict" for m in COMPARED_METRICS]] == VERDICT_NA).all().all()
+    assert table[[f"{m}_p" for m in COMPARED_METRICS]].isna().all().all()
+    assert "Paired comparison" not in (folder / "summary.md").read_text()
+
+
+def test_category_names_survive_the_csv(tmp_path):
+    # "NA" and "None" would be read as missing, "007" as the number 7 (merging it with "7"):
+    # each changes the per-class mean or the order of its stratified bootstrap.
+    labels = ["sidu", "center"]
+    categories = ["NA", "None", "007", "7"] * 5
+    records = small_records(labels, 20, categories)
+    folder = small_folder(tmp_path, labels, records)
+    rebuilt = summarise_run(folder)
+    expected = summarise(records, labels, seed=0)
+    pd.testing.assert_frame_equal(rebuilt[expected.columns], expected)
+
+
+def test_figures_are_redrawn_from_items(tmp_path):
+    pytest.importorskip("matplotlib")
+    labels = ["sidu", "center"]
+    records = small_records(labels, 3)
+    folder = small_folder(tmp_path, labels, records)
+    store = ItemStore(folder)
+    rng = np.random.default_rng(1)
+    for item_id in records["id"].unique():
+        arrays = {"image": rng.random((3, 16, 16)).astype(np.float16)}
+        for label in labels:
+            arrays[f"map@{label}"] = rng.random((16, 16)).astype(np.float16)
+            arrays[f"insertion@{label}"] = np.linspace(0, 1, 9)
+            arrays[f"deletion@{label}"] = np.linspace(1, 0, 9)
+        store.save(ItemResult(item_id, {}, arrays))
+    summarise_run(folder)
+    for name in ("curves.png", "overlays.png"):
+        assert (folder / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_items_the_figures_are_left_alone(committed_copy):
+    before = {p.name: p.read_bytes() for p in (committed_copy / "figures").iterdir()}
+    summarise_run(committed_copy)
+    after = {p.name: p.read_bytes() for p in (committed_copy / "figures").iterdir()}
+    assert after == before
+
+
+def test_localisation_skips_are_counted_from_records_unless_given(tmp_path):
+    labels = ["sidu", "center"]
+    records = small_records(labels, 12)
+    empty = records["id"] == "item03"
+    records.loc[empty, "pointing_game_valid"] = False
+    records.loc[empty, "pointing_game_hit"] = False
+    records.loc[empty, ["energy_pointing_game", "region_auc"]] = np.nan
+    assert count_skipped_by_localisation(records, ["pointing_game", "region_auc"]) == 1
+    assert count_skipped_by_localisation(records, ["insertion_deletion"]) == 0
+    folder = small_folder(tmp_path, labels, records)
+    summarise_run(folder)
+    assert "- **skipped by localisation (empty region)**: 1" in (folder / "summary.md").read_text()
+    table = summarise_run(folder, localisation_skipped=7)
+    assert "- **skipped by localisation (empty region)**: 7" in (folder / "summary.md").read_text()
+    assert table.set_index("explainer").at["sidu", "pointing_game_n"] == 11
+
+
+def test_reference_is_the_first_sidu_label():
+    assert reference_explainer(["gradcam", "sidu:threshold=0.5", "sidu"]) == "sidu:threshold=0.5"
+    assert reference_explainer(["gradcam", "sidual"]) is None
+
+
+def test_missing_or_corrupt_files_are_named(tmp_path, committed_copy):
+    with pytest.raises(FileNotFoundError, match=r"it has no config\.json"):
+        summarise_run(tmp_path)
+    (committed_copy / "records.csv").rename(committed_copy / "moved.csv")
+    with pytest.raises(FileNotFoundError, match=r"has no records\.csv"):
+        summarise_run(committed_copy)
+    records = pd.read_csv(committed_copy / "moved.csv").drop(columns=["region_auc"])
+    records.to_csv(committed_copy / "records.csv", index=False)
+    with pytest.raises(ValueError, match=r"records\.csv: no region_auc column"):
+        summarise_run(committed_copy)
+    assert "region_auc" in REQUIRED_RECORD_COLUMNS
+    edit_config(committed_copy, explainers=[])
+    with pytest.raises(ValueError, match=r"config\.json: it needs 'explainers' and 'seed'"):
+        summarise_run(committed_copy)
