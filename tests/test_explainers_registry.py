@@ -21,7 +21,18 @@ from sidu_bench.explainers.sidu_explainer import SIDUExplainer
 
 
 def test_list_explainers_is_the_documented_set():
-    assert list_explainers() == ["center", "gradcam", "random", "rise", "scorecam", "sidu"]
+    builtins = [n for n in list_explainers() if not n.startswith("captum.")]
+    assert builtins == ["center", "gradcam", "random", "rise", "scorecam", "sidu"]
+    assert [n for n in list_explainers() if n.startswith("captum.")] == [
+        "captum.DeepLift",
+        "captum.GuidedBackprop",
+        "captum.InputXGradient",
+        "captum.IntegratedGradients",
+        "captum.LayerGradCam",
+        "captum.Occlusion",
+        "captum.Saliency",
+        "captum.SmoothGrad",
+    ]
 
 
 @pytest.mark.parametrize("name", ["center", "gradcam", "random", "rise", "scorecam", "sidu"])
@@ -73,7 +84,7 @@ def test_options_are_typed():
     [
         ("rsie", r"unknown explainer 'rsie'; did you mean 'rise'"),
         ("grad-cam", r"did you mean 'gradcam'"),
-        ("nothing", r"unknown explainer 'nothing' \(known: center, gradcam"),
+        ("nothing", r"unknown explainer 'nothing' \(known: captum\.DeepLift, .*center, gradcam"),
         (
             "rise:mask=10",
             r"unknown option 'mask' for 'rise'; did you mean 'masks'.*cells, masks, p",

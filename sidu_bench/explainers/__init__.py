@@ -3,11 +3,19 @@
 ``get_explainer("rise:masks=1000", model, layer, seed=0)`` returns an explainer called as
 ``explainer(images [B, C, S, S], targets [B], item_ids) -> maps [B, S, S]`` (float32), whose
 ``label`` is the canonical spec. Registered: ``sidu``, ``gradcam``, ``scorecam``, ``rise``,
-``center``, ``random``. Score-CAM and RISE run on :func:`sidu.masked_forward`, the engine under
-SIDU.
+``center``, ``random``, and Captum's methods as ``captum.<Method>`` (:mod:`.captum_adapter`; they
+need the optional package captum when built). Score-CAM and RISE run on
+:func:`sidu.masked_forward`, the engine under SIDU.
 """
 
-from sidu_bench.explainers import baselines, gradcam, rise, scorecam, sidu_explainer
+from sidu_bench.explainers import (
+    baselines,
+    captum_adapter,
+    gradcam,
+    rise,
+    scorecam,
+    sidu_explainer,
+)
 from sidu_bench.explainers.base import (
     Explainer,
     ExplainerSettings,
@@ -33,6 +41,7 @@ __all__ = [
     "ModelExplainer",
     "NoOptions",
     "baselines",
+    "captum_adapter",
     "describe_explainer",
     "get_explainer",
     "gradcam",
