@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import sys
 
 import pandas as pd
 import pytest
@@ -25,8 +26,16 @@ from sidu_bench.bench import (
     read_bench_rows,
     write_tables,
 )
-from sidu_bench.bench.run import _peer_skip_reason, pytorch_sidu_memory_estimate
+from sidu_bench.bench import run as bench_run
+from sidu_bench.bench.run import (
+    _peer_skip_reason,
+    pytorch_sidu_memory_estimate,
+    resolve_bench_device,
+    run_bench,
+)
+from sidu_bench.bench.table import ADDED_COLUMNS
 from sidu_bench.cli import main
+from sidu_bench.perf import Ceiling
 
 
 def small_net():
@@ -79,6 +88,7 @@ def row(**changes):
         images=1,
         ceiling_images_per_second=200.0,
         ceiling_batch_size=32,
+        ceiling_engine="onnxruntime",
     )
     return dataclasses.replace(base, **changes)
 
@@ -99,6 +109,27 @@ def test_row_rates_and_peer_ratios_by_hand():
     assert skipped.speedup_over_peer == 2.5, "a skipped row keeps no numbers of its own"
 
 
+def test_row_carries_the_engine_the_set_up_and_the_speed_up_over_the_torch_backend():
+    measurement = Measurement("sidu", 2.0, 300.0, 50 * 2**20, "onnxruntime", "", 3.5)
+    ours = row(backend="").with_measurement(measurement)
+    assert (ours.backend, ours.setup_seconds, ours.ceiling_engine) == (
+        "onnxruntime",
+        3.5,
+        "onnxruntime",
+    )
+    torch_row = row(kind="torch-backend", peer_of="sidu").with_measurement(
+        Measurement("sidu", 9.0, 300.0, 40 * 2**20, "torch")
+    )
+    assert math.isnan(torch_row.setup_seconds), "no warm-up call, no set-up time"
+    assert ours.compared_with_torch_backend(torch_row).speedup_over_torch_backend == 4.5
+    failed = row(kind="torch-backend", peer_of="sidu").with_status("failed: boom")
+    assert math.isnan(ours.compared_with_torch_backend(failed).speedup_over_torch_backend)
+    fell_back = row().with_measurement(
+        Measurement("sidu", 2.0, 300.0, 1, "torch", "channels_last is requested")
+    )
+    assert fell_back.backend_note == "channels_last is requested"
+
+
 def test_a_method_without_forwards_has_no_rate():
     center = row(explainer="center").with_measurement(Measurement("center", 0.001, 0.0, 0))
     assert math.isnan(center.images_per_second)
@@ -115,25 +146,72 @@ def same_row(first: BenchRow, second: BenchRow) -> bool:
 
 
 def test_tables_round_trip_and_name_what_they_measured(tmp_path):
+    ours = row().with_measurement(Measurement("sidu", 2.0, 300.0, 50 * 2**20, "onnxruntime", "", 3))
+    torch_row = row(kind="torch-backend", peer_of="sidu").with_measurement(
+        Measurement("sidu", 8.0, 300.0, 40 * 2**20, "torch")
+    )
     rows = [
-        row().with_measurement(Measurement("sidu", 2.0, 300.0, 50 * 2**20)),
+        ours.compared_with_torch_backend(torch_row),
+        torch_row,
         row(explainer="rise:masks=8").with_status("failed: boom"),
     ]
-    paths = write_tables(rows, tmp_path, BenchConfig(models=("m",)))
+    ceiling = Ceiling(
+        200.0,
+        32,
+        {1: 50.0, 32: 200.0},
+        engine="onnxruntime",
+        by_engine={"torch": {1: 20.0, 8: 40.0}, "onnxruntime": {1: 50.0, 32: 200.0}},
+        setup_seconds={"torch": 0.0, "onnxruntime": 2.25},
+        skipped={"openvino": "not installed"},
+    )
+    config = BenchConfig(models=("m",), device="cpu")
+    paths = write_tables(rows, tmp_path, config, {"m": ceiling})
     assert [path.name for path in paths] == ["bench-cpu.csv", "bench-cpu.md"]
     table = read_bench_csv(paths[0])
     assert tuple(table.columns) == BENCH_COLUMNS
-    assert table["ratio_to_ceiling"].tolist()[0] == 0.75
-    assert math.isnan(table["seconds_per_image"].tolist()[1])
-    assert table["status"].tolist() == ["ok", "failed: boom"]
-    measured, failed = read_bench_rows(paths[0])
+    assert {"backend", "precision", "ceiling_engine", "setup_seconds"} <= set(BENCH_COLUMNS)
+    assert table["ratio_to_ceiling"].tolist()[:2] == [0.75, 0.1875]
+    assert table["speedup_over_torch_backend"].tolist()[0] == 4.0
+    assert table["backend"].tolist()[:2] == ["onnxruntime", "torch"]
+    assert table["kind"].tolist() == ["ours", "torch-backend", "ours"]
+    assert table["ceiling_engine"].tolist() == ["onnxruntime"] * 3
+    assert math.isnan(table["seconds_per_image"].tolist()[2])
+    assert table["status"].tolist() == ["ok", "ok", "failed: boom"]
+    measured, torch_measured, failed = read_bench_rows(paths[0])
     assert same_row(measured, rows[0]), "a measured row reads back equal"
+    assert same_row(torch_measured, rows[1])
     assert (failed.explainer, failed.status, failed.peer) == ("rise:masks=8", "failed: boom", "")
     markdown = paths[1].read_text()
-    assert "| sidu | 2 | 300 | 150 | 0.75 | 50 |" in markdown
-    assert "| rise:masks=8 | - | - | - | - | - |" in markdown
-    assert "ceiling 200 images/s at batch 32" in markdown
+    assert "| sidu | onnxruntime | float32, ieee | 2 | 3 | 300 | 150 | 0.75 | 50 |" in markdown
+    assert "| 4.00x | ok |" in markdown
+    assert (
+        "| sidu (torch backend) | torch | float32, ieee | 8 | - | 300 | 37.5 | 0.19 |" in markdown
+    )
+    assert "| rise:masks=8 | - | float32, ieee | - | - | - | - | - | - |" in markdown
+    assert "ceiling 200 images/s, onnxruntime at batch 32" in markdown
+    assert "- ceiling engine torch: 40 images/s at batch 8\n" in markdown
+    assert "- ceiling engine onnxruntime: 200 images/s at batch 32, set-up 2.2 s" in markdown
+    assert "- ceiling engine openvino: skipped (not installed)" in markdown
+    assert "peak MB added" in markdown
+    assert "over the process's baseline before the case's set-up" in markdown
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
+
+
+def test_a_table_from_before_the_backend_columns_reads_back_with_defaults(tmp_path):
+    path = tmp_path / "bench-cpu.csv"
+    measured = row().with_measurement(Measurement("sidu", 2.0, 300.0, 50 * 2**20))
+    write_tables([measured], tmp_path, BenchConfig(models=("m",), device="cpu"))
+    pd.read_csv(path).drop(columns=list(ADDED_COLUMNS)).to_csv(path, index=False)
+    (old,) = read_bench_rows(path)
+    assert (old.backend, old.precision, old.ceiling_engine, old.backend_note) == (
+        "",
+        "ieee",
+        "",
+        "",
+    )
+    assert math.isnan(old.setup_seconds)
+    assert math.isnan(old.speedup_over_torch_backend)
+    assert old.ratio_to_ceiling == 0.75
 
 
 def test_read_bench_csv_names_a_missing_or_corrupt_file(tmp_path):
@@ -141,7 +219,7 @@ def test_read_bench_csv_names_a_missing_or_corrupt_file(tmp_path):
         read_bench_csv(tmp_path / "nothere.csv")
     bad = tmp_path / "bench-cpu.csv"
     bad.write_text("model,explainer\nm,sidu\n")
-    with pytest.raises(ValueError, match=r"bench-cpu\.csv: missing columns"):
+    with pytest.raises(ValueError, match=r"bench-cpu\.csv: missing columns \['input_size'"):
         read_bench_csv(bad)
 
 
@@ -180,6 +258,34 @@ def test_the_counted_work_is_the_explainer_s_forwards():
     # probe that sizes its chunks on the CPU
     assert counter.count == 18
     assert call.label == "rise:cells=3,masks=16"
+    assert (counter.backend_count, counter.engine(), counter.fallback_reason()) == (0, "torch", "")
+
+
+def test_forwards_through_onnxruntime_are_counted_and_named():
+    pytest.importorskip("onnxruntime")
+    case = build_case("synthetic_cnn")
+    counter = ForwardCounter(case.module, case.images)
+    call = method_call("rise:masks=16,cells=3", case, backend="onnxruntime")
+    call.run()  # the set-up: the export traces the model and checks it on the clean image
+    with counter.counting():
+        call.run()
+    # the 16 masked images never reach the torch stem; the clean forward and the chunk probe do
+    assert (counter.count, counter.backend_count) == (18, 16)
+    assert counter.engine() == "onnxruntime"
+    assert counter.fallback_reason() == ""
+    with torch.inference_mode():
+        case.module(case.images)
+    assert counter.count == 18, "nothing is counted outside the block"
+
+
+def test_a_backend_that_falls_back_to_torch_is_named_with_the_reason():
+    case = build_case("synthetic_cnn")
+    counter = ForwardCounter(case.module, case.images)
+    call = method_call("rise:masks=8", case, backend="auto", channels_last=True)
+    with counter.counting():
+        call.run()
+    assert (counter.count, counter.backend_count, counter.engine()) == (10, 0, "torch")
+    assert "channels_last" in counter.fallback_reason()
 
 
 @pytest.mark.parametrize("peer", [False, True])
@@ -192,6 +298,143 @@ def test_probe_in_a_fresh_process_matches_the_in_process_count(peer):
     assert there.forwarded_per_image >= 5 + 1
     assert there.seconds_per_image > 0
     assert there.peak_memory_bytes > 0
+
+
+def test_the_probe_warms_up_a_non_torch_backend_and_reports_its_set_up():
+    pytest.importorskip("onnxruntime")
+    request = ProbeRequest(model="synthetic_cnn", spec="rise:masks=8", backend="auto")
+    there = measure(request)
+    assert (there.backend, there.backend_note) == ("onnxruntime", "")
+    assert there.forwarded_per_image == 10
+    assert there.setup_seconds >= 0
+    assert there.peak_memory_bytes > 0
+    on_torch = measure(dataclasses.replace(request, backend="torch"))
+    assert (on_torch.backend, on_torch.forwarded_per_image) == ("torch", 10)
+    assert math.isnan(on_torch.setup_seconds), "no warm-up call for torch on the CPU"
+    assert measure(ProbeRequest(model="synthetic_cnn", spec="center", backend="auto")).backend == ""
+
+
+def test_without_onnxruntime_auto_measures_torch_and_says_why(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    request = ProbeRequest(model="synthetic_cnn", spec="rise:masks=8", backend="auto")
+    here = measure_here(request)
+    assert (here.backend, here.forwarded_per_image) == ("torch", 10)
+    assert here.backend_note == "onnxruntime is not installed"
+
+
+def test_probe_requests_name_a_bad_backend_or_precision():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ProbeRequest(model="synthetic_cnn", spec="sidu", backend="ort")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        ProbeRequest(model="synthetic_cnn", spec="sidu", precision="fp32")
+
+
+def fake_cuda(monkeypatch, count: int = 2) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_bench_device_auto_is_cuda_when_available_and_cuda_n_is_checked(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_bench_device("auto") == "cpu"
+    assert BenchConfig().device == "cpu"
+    with pytest.raises(ValueError, match="device cuda:1 asked for, but CUDA is not available"):
+        BenchConfig(device="cuda:1")
+    fake_cuda(monkeypatch)
+    assert BenchConfig(device="auto").device == "cuda"
+    assert BenchConfig().device == "cuda"
+    assert BenchConfig(device="cuda:1").device == "cuda:1"
+    assert BenchConfig(device="cpu").device == "cpu"
+    with pytest.raises(ValueError, match="device cuda:2 asked for, but there are 2 CUDA devices"):
+        BenchConfig(device="cuda:2")
+    for bad in ("gpu", "cuda:x", "CPU", ""):
+        with pytest.raises(
+            ValueError, match=f"device must be auto, cpu, cuda or cuda:N, got '{bad}'"
+        ):
+            BenchConfig(device=bad)
+
+
+def test_bench_config_names_a_bad_backend_precision_or_dtype():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        BenchConfig(device="cpu", backend="openvino")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        BenchConfig(device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        BenchConfig(device="cpu", dtype="int8")
+    assert (BenchConfig(device="cpu").backend, BenchConfig(device="cpu").precision) == (
+        "auto",
+        "ieee",
+    )
+
+
+def test_rows_say_the_precision_they_ran_at(monkeypatch):
+    ceiling = Ceiling(100.0, 8, {8: 100.0}, engine="torch-channels-last")
+    model = BENCH_MODELS["resnet18"]
+
+    def start(config, kind):
+        return BenchRow.start(
+            config,
+            model=model,
+            label="x",
+            peer_of="" if kind == "ours" else "sidu",
+            ceiling=ceiling,
+            kind=kind,
+        )
+
+    cpu = BenchConfig(device="cpu", precision="tf32")
+    assert start(cpu, "ours").precision == "ieee", "the CPU has no TF32"
+    fake_cuda(monkeypatch)
+    cuda = BenchConfig(device="cuda", precision="ieee", dtype="bfloat16")
+    ours, torch_row, peer = (start(cuda, kind) for kind in ("ours", "torch-backend", "peer"))
+    assert (ours.precision, torch_row.precision, peer.precision) == ("ieee", "ieee", "tf32")
+    assert (ours.dtype, torch_row.dtype, peer.dtype) == ("bfloat16", "bfloat16", "float32")
+    assert {r.ceiling_engine for r in (ours, torch_row, peer)} == {"torch-channels-last"}
+    assert start(BenchConfig(device="cuda:1", precision="tf32"), "ours").precision == "tf32"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        start(cuda, "theirs")
+
+
+@pytest.fixture
+def quick_ceiling(monkeypatch):
+    """``bench``'s ceiling over every engine, but two batch sizes and a few passes each."""
+    real = bench_run.best_forward_ceiling
+
+    def quick(*args, **kwargs):
+        return real(*args, **kwargs, batch_sizes=(1, 8), min_seconds=0.01)
+
+    monkeypatch.setattr(bench_run, "best_forward_ceiling", quick)
+
+
+def test_run_bench_adds_a_torch_backend_row_where_another_engine_ran(tmp_path, quick_ceiling):
+    pytest.importorskip("onnxruntime")
+    config = BenchConfig(
+        device="cpu", models=("synthetic_cnn",), explainers=("rise:masks=8", "center"), peers=False
+    )
+    seen = []
+    rows = run_bench(config, tmp_path, on_row=seen.append)
+    assert seen == rows
+    assert [(r.explainer, r.kind, r.backend) for r in rows] == [
+        ("rise:masks=8", "ours", "onnxruntime"),
+        ("rise:masks=8", "torch-backend", "torch"),
+        ("center", "ours", ""),
+    ]
+    ours, torch_row, center = rows
+    assert torch_row.peer_of == "rise:masks=8"
+    assert ours.speedup_over_torch_backend == pytest.approx(
+        torch_row.seconds_per_image / ours.seconds_per_image
+    )
+    assert math.isnan(center.speedup_over_torch_backend)
+    assert ours.setup_seconds >= 0
+    assert math.isnan(torch_row.setup_seconds)
+    assert {r.ceiling_engine for r in rows} <= {"torch", "torch-channels-last", "onnxruntime"}
+    assert len({(r.ceiling_engine, r.ceiling_images_per_second) for r in rows}) == 1
+    markdown = (tmp_path / "bench-cpu.md").read_text()
+    assert "- ceiling engine onnxruntime:" in markdown
+    assert "| rise:masks=8 (torch backend) | torch |" in markdown
+    on_torch = run_bench(
+        dataclasses.replace(config, backend="torch", explainers=("rise:masks=8",)), tmp_path
+    )
+    assert [(r.kind, r.backend) for r in on_torch] == [("ours", "torch")], "nothing to compare"
 
 
 def test_probe_failure_is_reported_with_the_case():
@@ -207,7 +450,7 @@ def test_a_probe_that_dies_is_reported_with_its_exit_code(tmp_path, monkeypatch)
         measure(request)
 
 
-def test_bench_command_writes_the_tables(tmp_path, capsys):
+def test_bench_command_writes_the_tables(tmp_path, capsys, quick_ceiling):
     status = main(
         [
             "bench",
@@ -222,8 +465,9 @@ def test_bench_command_writes_the_tables(tmp_path, capsys):
     )
     assert status == 0
     table = pd.read_csv(tmp_path / "bench-cpu.csv")
-    assert table["explainer"].tolist() == ["center", "rise:masks=8"]
-    assert table["forwarded_per_image"].tolist() == [0, 10]  # 8 masks, clean, chunk probe
+    ours = table[table["kind"] == "ours"]
+    assert ours["explainer"].tolist() == ["center", "rise:masks=8"]
+    assert ours["forwarded_per_image"].tolist() == [0, 10]  # 8 masks, clean, chunk probe
     assert (table["peak_memory_mb"] > 0).all()
     assert "tables written to" in capsys.readouterr().out
 

@@ -72,6 +72,72 @@ def test_a_memory_regression_fails(gate):
     assert results["min_ratio_to_ceiling"].passed
 
 
+def test_the_ratio_is_read_against_the_row_s_best_engine_ceiling(gate):
+    ours, peer = measured_rows()
+    on_ort = dataclasses.replace(
+        ours,
+        ceiling_engine="onnxruntime",
+        ceiling_batch_size=32,
+        ceiling_images_per_second=ours.ceiling_images_per_second * 4,
+        ratio_to_ceiling=ours.ratio_to_ceiling / 4,
+    )
+    results = {r.criterion: r for r in check_speed([on_ort, peer], gate)}
+    ratio = results["min_ratio_to_ceiling"]
+    assert ratio.value == on_ort.ratio_to_ceiling
+    assert ratio.passed == (on_ort.ratio_to_ceiling >= ratio.threshold)
+    assert ratio.ceiling == "onnxruntime at batch 32"
+    assert "; ceiling onnxruntime at batch 32)" in ratio.describe()
+    assert results["min_speedup_over_peer"].ceiling == ""
+
+
+def test_the_speed_up_over_the_torch_backend_can_be_gated(tmp_path):
+    path = tmp_path / "gate.json"
+    path.write_text(
+        json.dumps(
+            {
+                "backend": "auto",
+                "precision": "tf32",
+                "thresholds": [
+                    {"model": "m", "explainer": "sidu", "min_speedup_over_torch_backend": 2.0}
+                ],
+            }
+        )
+    )
+    gate = read_gate_file(path)
+    assert (gate.device, gate.dtype, gate.backend, gate.precision) == (
+        "cpu",
+        "float32",
+        "auto",
+        "tf32",
+    )
+    assert gate.needs_torch_backend
+    fast, slow = (
+        BenchRow(
+            model="m",
+            input_size=8,
+            weights="w",
+            explainer="sidu",
+            kind="ours",
+            peer_of="",
+            device="cpu",
+            dtype="float32",
+            channels_last=False,
+            images=1,
+            speedup_over_torch_backend=speedup,
+        )
+        for speedup in (4.5, 1.5)
+    )
+    assert [r.passed for r in check_speed([fast], gate)] == [True]
+    (result,) = check_speed([slow], gate)
+    assert not result.passed
+    assert "FAIL m / sidu: min_speedup_over_torch_backend 1.5 (needs >= 2)" in result.describe()
+
+
+def test_a_gate_file_defaults_to_the_auto_backend_at_ieee(gate):
+    assert (gate.backend, gate.precision) == ("auto", "ieee")
+    assert not gate.needs_torch_backend
+
+
 def test_a_missing_or_failed_case_fails(gate):
     assert not any(result.passed for result in check_speed([], gate))
     failed = [measured_rows()[0].with_status("failed: out of memory"), measured_rows()[1]]
@@ -96,6 +162,16 @@ def test_a_missing_or_failed_case_fails(gate):
             "min_ratio_to_ceiling must be a positive number",
         ),
         ('{"thresholds": [{"model": "m", "explainer": "sidu"}]}', "sets no threshold"),
+        (
+            '{"backend": "ort", "thresholds": [{"model": "m", "explainer": "sidu", '
+            '"min_ratio_to_ceiling": 1}]}',
+            "backend must be one of",
+        ),
+        (
+            '{"precision": 32, "thresholds": [{"model": "m", "explainer": "sidu", '
+            '"min_ratio_to_ceiling": 1}]}',
+            "'precision' must be strings",
+        ),
     ],
 )
 def test_a_bad_gate_file_is_named_with_the_bad_entry(tmp_path, content, message):
@@ -130,6 +206,7 @@ SLOW_PLUGIN = """
 """
 
 
+@pytest.mark.slow
 def test_the_gate_command_fails_a_deliberately_slowed_explainer(tmp_path, gate):
     """End to end, in a fresh process: the committed ratio threshold catches a 3x slowdown."""
     (tmp_path / "slow_plugin.py").write_text(textwrap.dedent(SLOW_PLUGIN))
@@ -153,7 +230,10 @@ def test_the_gate_command_fails_a_deliberately_slowed_explainer(tmp_path, gate):
     environment["PYTHONPATH"] = os.pathsep.join(
         [str(tmp_path), *filter(None, [environment.get("PYTHONPATH")])]
     )
+    # The gate needs neither the peer nor a torch-backend row: --no-peers and --backend torch
+    # (no warm-up call, no second row) keep the test short; the ceiling is still the best engine.
     command = [sys.executable, "-m", "sidu_bench", "bench", "--gate", str(gate_path)]
+    command += ["--no-peers", "--backend", "torch"]
     completed = subprocess.run(
         [*command, "--import", "slow_plugin", "--out", str(tmp_path / "out")],
         capture_output=True,

@@ -1,9 +1,10 @@
 """Speed and memory benchmarks: ``python -m sidu_bench bench`` and the CI speed gate.
 
-``run_bench(BenchConfig(...), out)`` measures, per model, the forward ceiling and then every
-explainer and its peer package in a fresh process each, writing ``bench-<device>.csv`` and
-``.md``; ``check_speed(rows, read_gate_file(path))`` checks the ratios against committed
-thresholds.
+``run_bench(BenchConfig(...), out)`` measures, per model, the forward ceiling (the best engine
+and batch size) and then every explainer on the configured forward backend, on the ``torch``
+backend where that ran another engine, and its peer package, in a fresh process each, writing
+``bench-<device>.csv`` and ``.md``; ``check_speed(rows, read_gate_file(path))`` checks the
+ratios against committed thresholds.
 """
 
 from sidu_bench.bench.cases import BENCH_MODELS, BenchCase, BenchModel, build_case, default_models
@@ -16,7 +17,12 @@ from sidu_bench.bench.gate import (
 )
 from sidu_bench.bench.methods import PEER_OF, ForwardCounter, method_call, peer_label
 from sidu_bench.bench.probe import Measurement, ProbeRequest, measure, measure_here
-from sidu_bench.bench.run import DEFAULT_EXPLAINERS, BenchConfig, run_bench
+from sidu_bench.bench.run import (
+    DEFAULT_EXPLAINERS,
+    BenchConfig,
+    resolve_bench_device,
+    run_bench,
+)
 from sidu_bench.bench.table import (
     BENCH_COLUMNS,
     BenchRow,
@@ -50,6 +56,7 @@ __all__ = [
     "read_bench_csv",
     "read_bench_rows",
     "read_gate_file",
+    "resolve_bench_device",
     "run_bench",
     "write_tables",
 ]

@@ -1,12 +1,18 @@
 """The CI speed gate: ratios measured in one run against committed thresholds.
 
-A gate file (JSON, e.g. ``results/gates/speed.json``) names the device, the cases and, per
-(model, explainer), the thresholds; only ratios of numbers measured in the same run are gated,
-so a slow or busy machine moves both sides together:
+A gate file (JSON, e.g. ``results/gates/speed.json``) names the device, dtype, forward backend
+and precision it was derived at (defaults ``cpu``, ``float32``, ``auto``, ``ieee``), the cases
+and, per (model, explainer), the thresholds; only ratios of numbers measured in the same run are
+gated, so a slow or busy machine moves both sides together:
 
-- ``min_ratio_to_ceiling``: our forwarded images/s over the model's plain forward ceiling;
+- ``min_ratio_to_ceiling``: our forwarded images/s over the model's forward ceiling, the best
+  plain batched throughput over engines (on the CPU torch eager, channels-last and ONNX Runtime)
+  and batch sizes;
 - ``min_speedup_over_peer``: the peer's seconds per image over ours;
-- ``max_memory_ratio_to_peer``: our peak memory over the peer's.
+- ``max_memory_ratio_to_peer``: our peak memory over the peer's (both the rise over the
+  process's baseline, on every device);
+- ``min_speedup_over_torch_backend``: our explainer on the ``torch`` backend, its seconds per
+  image over ours on the configured backend.
 
 A case that is missing, failed, or has a NaN where a threshold applies fails the gate.
 """
@@ -18,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidu.backends import BACKENDS
+from sidu.precision import PRECISIONS
 from sidu_bench.bench.table import BenchRow
 from sidu_bench.explainers import parse_spec
 from sidu_bench.runner.storage import read_json
@@ -35,6 +43,7 @@ CRITERIA = {
     "min_ratio_to_ceiling": ("ratio_to_ceiling", True),
     "min_speedup_over_peer": ("speedup_over_peer", True),
     "max_memory_ratio_to_peer": ("memory_ratio_to_peer", False),
+    "min_speedup_over_torch_backend": ("speedup_over_torch_backend", True),
 }
 """Threshold key: (row field, whether the value must be at least the threshold)."""
 
@@ -56,6 +65,8 @@ class GateFile:
     device: str
     dtype: str
     thresholds: tuple[SpeedThreshold, ...]
+    backend: str = "auto"
+    precision: str = "ieee"
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -66,6 +77,11 @@ class GateFile:
     def explainers(self) -> tuple[str, ...]:
         """The gated explainer specs, in file order."""
         return tuple(dict.fromkeys(t.explainer for t in self.thresholds))
+
+    @property
+    def needs_torch_backend(self) -> bool:
+        """Whether a threshold needs the torch-backend rows (``speedup_over_torch_backend``)."""
+        return any("min_speedup_over_torch_backend" in t.limits for t in self.thresholds)
 
 
 @dataclass(frozen=True)
@@ -78,14 +94,16 @@ class GateResult:
     threshold: float
     value: float
     passed: bool
+    ceiling: str = ""
 
     def describe(self) -> str:
         """One line: the case, the criterion, the value against the threshold and the verdict."""
         relation = ">=" if CRITERIA.get(self.criterion, ("", True))[1] else "<="
         verdict = "ok" if self.passed else "FAIL"
+        against = f"; ceiling {self.ceiling}" if self.ceiling else ""
         return (
             f"{verdict:<4} {self.model} / {self.explainer}: {self.criterion} "
-            f"{self.value:.3g} (needs {relation} {self.threshold:g})"
+            f"{self.value:.3g} (needs {relation} {self.threshold:g}{against})"
         )
 
 
@@ -114,11 +132,31 @@ def read_gate_file(path: Path) -> GateFile:
         thresholds.append(SpeedThreshold(entry["model"], entry["explainer"], limits))
     if not thresholds:
         raise ValueError(f"gate file {path} has no thresholds")
-    device = content.get("device", "cpu")
-    dtype = content.get("dtype", "float32")
-    if not isinstance(device, str) or not isinstance(dtype, str):
-        raise ValueError(f"gate file {path}: 'device' and 'dtype' must be strings")
-    return GateFile(path, device, dtype, tuple(thresholds))
+    names = {
+        key: content.get(key, default)
+        for key, default in (
+            ("device", "cpu"),
+            ("dtype", "float32"),
+            ("backend", "auto"),
+            ("precision", "ieee"),
+        )
+    }
+    if not all(isinstance(value, str) for value in names.values()):
+        raise ValueError(
+            f"gate file {path}: 'device', 'dtype', 'backend' and 'precision' must be strings"
+        )
+    if names["backend"] not in BACKENDS:
+        raise ValueError(f"gate file {path}: backend must be one of {BACKENDS}")
+    if names["precision"] not in PRECISIONS:
+        raise ValueError(f"gate file {path}: precision must be one of {PRECISIONS}")
+    return GateFile(
+        path,
+        names["device"],
+        names["dtype"],
+        tuple(thresholds),
+        backend=names["backend"],
+        precision=names["precision"],
+    )
 
 
 def check_speed(rows: Sequence[BenchRow], gate: GateFile) -> list[GateResult]:
@@ -131,8 +169,13 @@ def check_speed(rows: Sequence[BenchRow], gate: GateFile) -> list[GateResult]:
             field, at_least = CRITERIA[criterion]
             value = math.nan if row is None or row.status != "ok" else getattr(row, field)
             passed = not math.isnan(value) and (value >= limit if at_least else value <= limit)
+            ceiling = ""
+            if criterion == "min_ratio_to_ceiling" and row is not None and row.ceiling_engine:
+                ceiling = f"{row.ceiling_engine} at batch {row.ceiling_batch_size}"
             results.append(
-                GateResult(threshold.model, threshold.explainer, criterion, limit, value, passed)
+                GateResult(
+                    threshold.model, threshold.explainer, criterion, limit, value, passed, ceiling
+                )
             )
     return results
 

@@ -2,15 +2,21 @@
 
 Our methods are explainer specs of :func:`sidu_bench.explainers.get_explainer` (``sidu``,
 ``scorecam:max_channels=256``, ``rise:masks=256``, ...). Peers are other packages' versions of
-the same method, run as their users run them (always float32; they have no autocast option):
+the same method, run as their users run them (always float32, as they have no autocast option,
+at torch's default float32 precision: TF32 convolutions on CUDA; always the torch engine):
 
 - ``pytorch-sidu`` beside ``sidu`` (the incumbent package; one forward per mask);
 - ``pytorch-grad-cam:scorecam`` beside ``scorecam`` (its ``max_channels`` selection is
   reproduced through pytorch-grad-cam's own ``reshape_transform`` hook, so both do equal work);
 - ``pytorch-grad-cam:gradcam`` beside ``gradcam``.
 
+Our explainers run their perturbation forwards on the configured forward backend
+(:func:`sidu.backends.resolve_backend`: ``torch``, ``onnxruntime`` or ``auto``) at the configured
+float32 precision (``ieee`` or ``tf32``, CUDA only).
+
 Work is counted in *forwarded images*: the batch rows entering the network's first leaf module
-(its stem), which also counts peers that trace a copy of the network up to the explained layer.
+(its stem), which also counts peers that trace a copy of the network up to the explained layer,
+plus the rows a non-torch backend (an ONNX Runtime session) forwards, which never reach the stem.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sidu.backends import ForwardBackend
 from sidu_bench.bench.cases import BenchCase
 from sidu_bench.explainers import get_explainer, parse_spec
 
@@ -56,11 +63,20 @@ def peer_available(peer: str) -> bool:
 
 
 class ForwardCounter:
-    """Count the images entering a network's first leaf module (its stem).
+    """Count the images a network forwards, at its stem and through non-torch backends.
+
+    Torch forwards are counted at the network's first leaf module (its stem); a non-torch
+    forward backend (an ONNX Runtime session) never enters the torch modules, so its batches are
+    counted where :class:`~sidu.backends.ForwardBackend` is called.
 
     Args:
         module: the network.
         images: an input batch; one clean forward (not counted) finds the first leaf module.
+
+    Attributes:
+        count: images forwarded inside :meth:`counting` blocks (accumulates).
+        backend_count: those of them forwarded by a non-torch backend.
+        backends: every :class:`~sidu.backends.ForwardBackend` called inside the blocks.
     """
 
     def __init__(self, module: nn.Module, images: torch.Tensor) -> None:
@@ -80,6 +96,8 @@ class ForwardCounter:
             raise ValueError("model has no leaf module to count forwarded images at")
         self.stem = order[0]
         self.count = 0
+        self.backend_count = 0
+        self.backends: list[ForwardBackend] = []
 
     @contextlib.contextmanager
     def counting(self) -> Iterator[None]:
@@ -88,13 +106,40 @@ class ForwardCounter:
         def hook(_module: nn.Module, args: tuple[object, ...]) -> None:
             first = args[0] if args else None
             if isinstance(first, torch.Tensor) and first.dim() > 0:
-                self.count += first.shape[0]
+                self.count += int(first.shape[0])
+
+        original = ForwardBackend.__call__
+
+        def call(backend: ForwardBackend, batch: torch.Tensor) -> torch.Tensor:
+            if not any(seen is backend for seen in self.backends):
+                self.backends.append(backend)
+            if backend.name != "torch":  # a torch backend runs the module: the hook counts it
+                self.count += int(batch.shape[0])
+                self.backend_count += int(batch.shape[0])
+            return original(backend, batch)
 
         handle = self.stem.register_forward_pre_hook(hook)
+        ForwardBackend.__call__ = call
         try:
             yield
         finally:
+            ForwardBackend.__call__ = original
             handle.remove()
+
+    def engine(self) -> str:
+        """The engine of the counted forwards: ``onnxruntime``, ``torch`` or ``""`` (none).
+
+        A non-torch backend's name when it forwarded images, else ``torch`` when any images
+        were forwarded.
+        """
+        ran = [b.name for b in self.backends if b.name != "torch"]
+        if self.backend_count and ran:
+            return ran[0]
+        return "torch" if self.count else ""
+
+    def fallback_reason(self) -> str:
+        """Why a requested non-torch backend ran torch (``""`` when none fell back)."""
+        return next((b.reason for b in self.backends if b.name == "torch" and b.reason), "")
 
 
 @dataclass(frozen=True)
@@ -117,6 +162,8 @@ def method_call(
     peer: bool = False,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    backend: str = "torch",
+    precision: str = "ieee",
 ) -> MethodCall:
     """Prepare our explainer ``spec``, or with ``peer=True`` its peer, on ``case``.
 
@@ -128,6 +175,9 @@ def method_call(
         peer: run the peer package's version of the method instead (see :data:`PEER_OF`).
         dtype: autocast dtype of our explainers' forward passes (peers always run float32).
         channels_last: feed our explainers' masked images in channels-last format.
+        backend: the forward backend of our explainers (``torch``, ``onnxruntime``, ``auto``).
+        precision: float32 CUDA arithmetic of our explainers, ``ieee`` or ``tf32`` (peers run
+            at torch's defaults).
 
     Returns:
         The :class:`MethodCall`.
@@ -136,7 +186,13 @@ def method_call(
     if peer:
         return _peer_call(spec, case, targets)
     explainer = get_explainer(
-        spec, case.module, case.model.layer, dtype=dtype, channels_last=channels_last
+        spec,
+        case.module,
+        case.model.layer,
+        dtype=dtype,
+        channels_last=channels_last,
+        backend=backend,
+        precision=precision,
     )
     ids = [f"bench-{index}" for index in range(case.images.shape[0])]
     return MethodCall(explainer.label, lambda: explainer(case.images, targets, ids))

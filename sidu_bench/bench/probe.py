@@ -2,18 +2,27 @@
 
 :func:`measure` runs each case in a fresh process forked from a fork server that has imported
 this package once (a second or so per case instead of a new interpreter's import time); the
-probe builds the case, prepares the method (targets, hooks and imports are not timed), warms
-up (on CUDA the whole method once; on the CPU the clean forwards of preparation), times one call
-while counting forwarded images and tracking peak memory (:class:`sidu_bench.perf.PeakMemory`).
-A fresh process per case keeps earlier cases' allocations out of the memory number.
+probe builds the case, prepares the method (targets, hooks and imports are not timed), takes the
+memory baseline, runs the one-time set-up, times one call while counting forwarded images and
+tracking peak memory (:class:`sidu_bench.perf.PeakMemory`). A fresh process per case keeps earlier
+cases' allocations out of the memory number.
+
+Set-up is one untimed warm-up call of the whole method, on CUDA (cuDNN/cuBLAS initialisation) and
+wherever our explainer runs on a backend other than ``torch`` (the ONNX export, session and check
+happen in the first call); on the CPU the torch methods are warmed up only by the clean forwards
+of preparation. ``setup_seconds`` is the warm-up call's time beyond the timed call's.
+
+Peak memory is the rise over the baseline taken after the model and inputs are built and before
+the set-up, on every device: what the set-up keeps (an ONNX Runtime session) counts, its
+transient peak does not (the peak is reset after the warm-up).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import io
+import math
 import multiprocessing
 import sys
 import traceback
@@ -22,9 +31,12 @@ from multiprocessing.connection import Connection
 
 import torch
 
+from sidu.backends import check_backend
+from sidu.precision import PRECISIONS
 from sidu_bench.bench.cases import build_case
 from sidu_bench.bench.methods import ForwardCounter, method_call
 from sidu_bench.perf import PeakMemory, time_call
+from sidu_bench.plugins import load_plugins
 
 __all__ = ["Measurement", "ProbeRequest", "measure", "measure_here"]
 
@@ -44,6 +56,8 @@ class ProbeRequest:
         channels_last: channels-last masked images (our explainers only).
         images: explained images per call.
         imports: modules imported first (they may register explainers).
+        backend: forward backend of our explainers: ``torch``, ``onnxruntime`` or ``auto``.
+        precision: float32 CUDA arithmetic of our explainers: ``ieee`` or ``tf32``.
     """
 
     model: str
@@ -54,11 +68,16 @@ class ProbeRequest:
     channels_last: bool = False
     images: int = 1
     imports: tuple[str, ...] = ()
+    backend: str = "torch"
+    precision: str = "ieee"
 
     def __post_init__(self) -> None:
-        """Validate the dtype name and the image count."""
+        """Validate the dtype, backend and precision names and the image count."""
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_backend(self.backend)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.images < 1:
             raise ValueError(f"images must be >= 1, got {self.images}")
 
@@ -70,21 +89,30 @@ class Measurement:
     Attributes:
         label: the method's label (canonical explainer spec or peer name).
         seconds_per_image: wall-clock seconds of the call over the explained images.
-        forwarded_per_image: images entering the network during the call, per explained image.
-        peak_memory_bytes: CPU: peak resident set size added by the call; CUDA: peak allocated
-            device memory during the call, model and inputs included.
+        forwarded_per_image: images forwarded during the call (through any engine), per
+            explained image.
+        peak_memory_bytes: the peak rise of memory in use over the baseline before the set-up
+            (model and inputs excluded): resident set size on the CPU, allocated device memory
+            on CUDA.
+        backend: the engine that ran the forwards (``onnxruntime`` when any ran there, else
+            ``torch``; ``""`` without forwards).
+        backend_note: why a requested non-torch backend ran torch (``""`` otherwise).
+        setup_seconds: the warm-up call's seconds beyond the timed call's (export, session,
+            lazy initialisation; at least 0); NaN where no warm-up call ran.
     """
 
     label: str
     seconds_per_image: float
     forwarded_per_image: float
     peak_memory_bytes: int
+    backend: str = ""
+    backend_note: str = ""
+    setup_seconds: float = math.nan
 
 
 def measure_here(request: ProbeRequest) -> Measurement:
     """Measure ``request`` in this process (the probe's body; use :func:`measure` for memory)."""
-    for module in request.imports:
-        importlib.import_module(module)
+    load_plugins(request.imports)
     case = build_case(request.model, request.device, images=request.images)
     call = method_call(
         request.spec,
@@ -92,12 +120,15 @@ def measure_here(request: ProbeRequest) -> Measurement:
         peer=request.peer,
         dtype=DTYPES[request.dtype],
         channels_last=request.channels_last,
+        backend=request.backend,
+        precision=request.precision,
     )
     counter = ForwardCounter(case.module, case.images)
-    if case.device.type == "cuda":
-        call.run()
     tracker = PeakMemory(case.device)
     tracker.start()
+    warm_up = case.device.type == "cuda" or (not request.peer and request.backend != "torch")
+    warm_up_seconds = time_call(call.run, case.device) if warm_up else math.nan
+    tracker.reset_peak()
     with counter.counting():
         seconds = time_call(call.run, case.device)
     return Measurement(
@@ -105,6 +136,9 @@ def measure_here(request: ProbeRequest) -> Measurement:
         seconds_per_image=seconds / request.images,
         forwarded_per_image=counter.count / request.images,
         peak_memory_bytes=tracker.peak(),
+        backend=counter.engine(),
+        backend_note=counter.fallback_reason(),
+        setup_seconds=max(0.0, warm_up_seconds - seconds) if warm_up else math.nan,
     )
 
 

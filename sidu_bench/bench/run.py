@@ -1,30 +1,38 @@
 """``python -m sidu_bench bench``: every (model, explainer) case, its peer and the ceiling.
 
-For each model the ceiling (best plain batched forward throughput, :func:`sidu_bench.perf.
-forward_ceiling`) is measured first; then every explainer and, where one exists, its peer run in
-a fresh process each (:func:`sidu_bench.bench.probe.measure`). Rows are written after every case
-(atomically), so an interrupted run keeps what it measured. A case that fails is recorded with
-its error and the run goes on; the command then exits non-zero.
+For each model the ceiling (best plain batched forward throughput over engines and batch sizes,
+:func:`sidu_bench.perf.best_forward_ceiling`) is measured first; then every explainer on the
+configured backend, the same explainer on the ``torch`` backend where the configured one ran
+another engine (the speed-up of the backend), and, where one exists, its peer run in a fresh
+process each (:func:`sidu_bench.bench.probe.measure`). The torch-backend row is measured for
+every explainer whose forwards ran on ONNX Runtime (SIDU, Score-CAM and RISE with ``auto`` on the
+CPU), not only SIDU: the table then says what the backend buys for each, at the cost of one more
+run of each of them. Rows are written after every case (atomically), so an interrupted run keeps
+what it measured. A case that fails is recorded with its error and the run goes on; the command
+then exits non-zero.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from sidu.backends import check_backend
+from sidu.precision import PRECISIONS
 from sidu_bench.bench.cases import build_case, default_models, lookup_model
 from sidu_bench.bench.methods import PEER_OF, peer_available, peer_label
 from sidu_bench.bench.probe import DTYPES, Measurement, ProbeRequest, measure
 from sidu_bench.bench.table import BenchRow, write_tables
 from sidu_bench.explainers import parse_spec
-from sidu_bench.perf import forward_ceiling
+from sidu_bench.perf import Ceiling, best_forward_ceiling
 
-__all__ = ["DEFAULT_EXPLAINERS", "BenchConfig", "run_bench"]
+__all__ = ["DEFAULT_EXPLAINERS", "BenchConfig", "resolve_bench_device", "run_bench"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +50,35 @@ PEER_MEMORY_SHARE = 0.5
 """A peer whose estimated memory exceeds this share of the free memory is skipped."""
 
 
+def resolve_bench_device(device: str) -> str:
+    """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``, checked.
+
+    Example:
+        >>> resolve_bench_device("cpu")
+        'cpu'
+    """
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device} asked for, but CUDA is not available")
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device} asked for, but there are {torch.cuda.device_count()} CUDA devices"
+            )
+    return device
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """What ``bench`` measures.
 
     Attributes:
-        device: ``"cpu"`` or a CUDA device.
+        device: ``auto`` (CUDA when available, else the CPU; resolved on construction),
+            ``cpu``, ``cuda`` or ``cuda:N``.
         models: bench model names (empty: :func:`~sidu_bench.bench.cases.default_models`).
         explainers: our explainer specs.
         dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` for our explainers' forwards.
@@ -55,9 +86,15 @@ class BenchConfig:
         images: explained images per call.
         peers: measure each explainer's peer where installed.
         imports: modules imported in every probe (they may register explainers).
+        backend: forward backend of our explainers: ``auto``, ``torch`` or ``onnxruntime``
+            (:func:`sidu.backends.resolve_backend`).
+        precision: float32 CUDA arithmetic of our explainers and the ceiling: ``ieee`` or
+            ``tf32`` (peers keep torch's default; no effect on the CPU).
+        compare_torch_backend: measure each explainer again on the ``torch`` backend where the
+            configured backend ran another engine (``speedup_over_torch_backend``).
     """
 
-    device: str = "cpu"
+    device: str = "auto"
     models: tuple[str, ...] = ()
     explainers: tuple[str, ...] = DEFAULT_EXPLAINERS
     dtype: str = "float32"
@@ -65,6 +102,20 @@ class BenchConfig:
     images: int = 1
     peers: bool = True
     imports: tuple[str, ...] = field(default=())
+    backend: str = "auto"
+    precision: str = "ieee"
+    compare_torch_backend: bool = True
+
+    def __post_init__(self) -> None:
+        """Resolve ``device="auto"``; validate the device, backend, precision and dtype names."""
+        object.__setattr__(self, "device", resolve_bench_device(self.device))
+        check_backend(self.backend)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.images < 1:
+            raise ValueError(f"images must be >= 1, got {self.images}")
 
     def selected_models(self) -> tuple[str, ...]:
         """The named models, or the device's defaults."""
@@ -85,39 +136,50 @@ def run_bench(
         on_row: called with each finished row (progress display).
 
     Returns:
-        The rows, ours and peers, in measurement order.
+        The rows, ours, torch-backend and peers, in measurement order.
     """
     _check(config)
     rows: list[BenchRow] = []
+    ceilings: dict[str, Ceiling] = {}
+
+    def add(row: BenchRow) -> None:
+        rows.append(row)
+        write_tables(rows, out, config, ceilings)
+        if on_row is not None:
+            on_row(row)
+
     for model_name in config.selected_models():
         case = build_case(model_name, config.device, images=config.images)
-        ceiling = forward_ceiling(
+        ceiling = best_forward_ceiling(
             case.module,
             case.images[:1],
             dtype=DTYPES[config.dtype],
-            channels_last=config.channels_last,
+            precision=config.precision,
         )
+        ceilings[model_name] = ceiling
         channels = _layer_channels(case.module, case.model.layer, case.images[:1])
         logger.info(
-            "%s: ceiling %.1f images/s (batch %d)",
+            "%s: ceiling %.1f images/s (%s, batch %d)",
             model_name,
             ceiling.images_per_second,
+            ceiling.engine,
             ceiling.batch_size,
         )
         del case
         for spec in config.explainers:
-            ours = _row(config, model_name, spec, peer=False, ceiling=ceiling)
+            ours = _row(config, model_name, spec, kind="ours", ceiling=ceiling)
+            torch_row = None
+            if config.compare_torch_backend and ours.backend not in ("", "torch"):
+                torch_row = _row(config, model_name, spec, kind="torch-backend", ceiling=ceiling)
+                ours = ours.compared_with_torch_backend(torch_row)
             peer = None
             if config.peers and peer_label(spec) is not None:
                 skip = _peer_skip_reason(parse_spec(spec).name, channels, config.device)
-                peer = _row(config, model_name, spec, peer=True, ceiling=ceiling, skip=skip)
+                peer = _row(config, model_name, spec, kind="peer", ceiling=ceiling, skip=skip)
                 ours = ours.compared_with_peer(peer)
-            for row in (ours, peer):
+            for row in (ours, torch_row, peer):
                 if row is not None:
-                    rows.append(row)
-                    write_tables(rows, out, config)
-                    if on_row is not None:
-                        on_row(row)
+                    add(row)
     return rows
 
 
@@ -126,10 +188,6 @@ def _check(config: BenchConfig) -> None:
         lookup_model(name)
     for spec in config.explainers:
         parse_spec(spec)
-    if config.dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {config.device} asked for, but CUDA is not available")
 
 
 def _row(
@@ -137,17 +195,19 @@ def _row(
     model_name: str,
     spec: str,
     *,
-    peer: bool,
-    ceiling: object,
+    kind: str,
+    ceiling: Ceiling,
     skip: str | None = None,
 ) -> BenchRow:
+    peer = kind == "peer"
     label = peer_label(spec) if peer else parse_spec(spec).label
     base = BenchRow.start(
         config,
         model=lookup_model(model_name),
         label=label,
-        peer_of=parse_spec(spec).label if peer else "",
+        peer_of="" if kind == "ours" else parse_spec(spec).label,
         ceiling=ceiling,
+        kind=kind,
     )
     if skip is not None:
         logger.info("%s / %s: %s", model_name, label, skip)
@@ -161,11 +221,13 @@ def _row(
         channels_last=config.channels_last,
         images=config.images,
         imports=config.imports,
+        backend="torch" if kind == "torch-backend" else config.backend,
+        precision=config.precision,
     )
     try:
         measurement: Measurement = measure(request)
     except RuntimeError as error:
-        logger.error("%s / %s failed: %s", model_name, label, error)
+        logger.error("%s / %s (%s) failed: %s", model_name, label, kind, error)
         return base.with_status(f"failed: {str(error).splitlines()[-1][:200]}")
     return base.with_measurement(measurement)
 

@@ -6,6 +6,9 @@ reduced, named mask count (``scorecam:max_channels=256``, ``rise:masks=256``): i
 depend on it, and the Score-CAM peer forwards the same channels. SIDU has its own file
 (``test_bench_sidu.py``). ``extra_info`` carries seconds and forwarded images per explained image,
 images/s, the ratio to the ceiling, the speed-up over the peer and the peak memory (fresh process).
+On the CPU the explainers that run on the masked-forward engine (Score-CAM, RISE) are measured
+again with ``backend="auto"`` (ONNX Runtime), after the torch case, and report the speed-up over
+the torch backend.
 """
 
 import pytest
@@ -15,6 +18,7 @@ from sidu_bench.bench import peer_label
 
 EXPLAINERS = ("gradcam", "scorecam:max_channels=256", "rise:masks=256", "center", "random")
 WITH_PEERS = [spec for spec in EXPLAINERS if peer_label(spec) is not None]
+ON_THE_ENGINE = ("scorecam:max_channels=256", "rise:masks=256")
 
 
 @pytest.mark.parametrize("spec", WITH_PEERS)
@@ -32,6 +36,19 @@ def test_explainer(benchmark, model, device, spec):
     """Our explainer, float32."""
     benchmark.group = f"{spec}-{model}-{device}"
     info = run_case(benchmark, model, device, spec)
+    assert info["seconds_per_image"] > 0
+
+
+@pytest.mark.parametrize("spec", ON_THE_ENGINE)
+@pytest.mark.parametrize(("model", "device"), model_params())
+def test_explainer_auto_backend(benchmark, model, device, spec):
+    """Our explainer with ``backend="auto"`` (ONNX Runtime on the CPU), float32."""
+    if device != "cpu":
+        pytest.skip("ONNX Runtime runs the CPU's forwards only")
+    pytest.importorskip("onnxruntime")
+    benchmark.group = f"{spec}-{model}-{device}"
+    info = run_case(benchmark, model, device, spec, backend="auto")
+    benchmark.extra_info["variant"] = "float32-auto"
     assert info["seconds_per_image"] > 0
 
 

@@ -4,12 +4,15 @@ ResNet-18 with random weights at 224 px: the full protocol (224 steps) on CUDA, 
 step of 448 pixels) on the CPU to keep the file near a minute on 2 cores; the rate per forwarded
 image hardly depends on the number of steps. Throughput is counted in
 forwarded images per second; the ceiling is the model's best plain batched forward throughput
-over batch sizes {1, 8, 32, 64}, measured in the same run on the same device. Run with
+over engines (on the CPU torch eager, channels-last and ONNX Runtime) and batch sizes (up to 64
+on the CPU, 512 on CUDA), measured in the same run on the same device
+(:func:`sidu_bench.perf.best_forward_ceiling`). On the CPU the batched protocol runs again on
+ONNX Runtime (``backend="onnxruntime"``, set up outside the timing), reports its speed-up over
+the torch run and agrees with it within 1e-5 in every AUC. Run with
 ``pytest tests/benchmarks/test_bench_metrics.py --benchmark-only``.
 """
 
 import math
-import time
 from collections.abc import Callable
 
 import pytest
@@ -17,12 +20,13 @@ import torch
 import torchvision
 from torch import nn
 
+from sidu.backends import resolve_backend
 from sidu_bench.metrics import insertion_deletion, rise_blur
+from sidu_bench.perf import Ceiling, best_forward_ceiling
 
 SIZE = 224
 STEPS = {"cpu": 112, "cuda": 224}
 WARMUP_STEPS = {"cpu": 10, "cuda": 224}
-CEILING_BATCH_SIZES = (1, 8, 32, 64)
 CEILING_SECONDS = {"cpu": 2.5, "cuda": 1.0}
 # Explained images per device: small enough for the whole file to run in ~1 minute on 2 cores.
 N_IMAGES = {"cpu": 1, "cuda": 16}
@@ -67,32 +71,25 @@ def batched_results() -> dict:
 
 
 @pytest.fixture(scope="module")
-def ceilings() -> dict[str, dict[int, float]]:
-    """Per device: plain forward throughput (images/s) per batch size (measured lazily)."""
+def ceilings() -> dict[str, Ceiling]:
+    """Per device: the best plain forward throughput over engines and batch sizes (lazily)."""
     return {}
 
 
-def _ceiling(ceilings: dict, setups: dict, device: str) -> dict[int, float]:
-    """Sustained plain forward rate per batch size: each runs for CEILING_SECONDS after a warm-up
-    (a burst of a few forwards overstates what a CPU sustains)."""
+@pytest.fixture(scope="module")
+def torch_seconds() -> dict[str, float]:
+    """Per device: the batched protocol's seconds on the torch backend, for the speed-up."""
+    return {}
+
+
+def _ceiling(ceilings: dict, setups: dict, device: str) -> Ceiling:
+    """Sustained plain forward rate: every engine and batch size runs for CEILING_SECONDS after a
+    warm-up (a burst of a few forwards overstates what a CPU sustains)."""
     if device not in ceilings:
-        model = _setup(setups, device)[0]
-        rates = {}
-        with torch.inference_mode():
-            for batch_size in CEILING_BATCH_SIZES:
-                batch = torch.randn(batch_size, 3, SIZE, SIZE, device=device)
-                model(batch)  # warm-up
-                _synchronise(device)
-                forwards = 0
-                start = time.perf_counter()
-                while forwards < 2 or time.perf_counter() - start < CEILING_SECONDS[device]:
-                    model(batch)
-                    forwards += 1
-                    if forwards % 8 == 0:  # let the clock see the GPU's progress
-                        _synchronise(device)
-                _synchronise(device)
-                rates[batch_size] = forwards * batch_size / (time.perf_counter() - start)
-        ceilings[device] = rates
+        model, images, _ = _setup(setups, device)
+        ceilings[device] = best_forward_ceiling(
+            model, images[:1], min_seconds=CEILING_SECONDS[device]
+        )
     return ceilings[device]
 
 
@@ -140,31 +137,44 @@ def _timed(benchmark, function: Callable[[], object], device: str) -> tuple[obje
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_plain_forward_ceiling(benchmark, setups, ceilings, device):
-    model = _setup(setups, device)[0]
-    rates = _ceiling(ceilings, setups, device)
-    best = max(rates, key=rates.get)
-    batch = torch.randn(best, 3, SIZE, SIZE, device=device)
+    model, images, _ = _setup(setups, device)
+    ceiling = _ceiling(ceilings, setups, device)
+    batch = torch.randn(ceiling.batch_size, 3, SIZE, SIZE, device=device)
+    if ceiling.engine == "torch-channels-last":
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    forward = (
+        resolve_backend(model, images[:1], "onnxruntime")
+        if ceiling.engine == "onnxruntime"
+        else model
+    )
 
-    def forward() -> None:
+    def run() -> None:
         with torch.inference_mode():
-            model(batch)
+            forward(batch)
 
-    _, seconds = _timed(benchmark, forward, device)
+    _, seconds = _timed(benchmark, run, device)
     benchmark.extra_info.update(
         {
             "device": device,
-            "images_per_s_by_batch_size": {str(k): round(v, 1) for k, v in rates.items()},
-            "best_batch_size": best,
-            "ceiling_images_per_s": round(rates[best], 1),
+            "images_per_s_by_engine_and_batch_size": {
+                engine: {str(k): round(v, 1) for k, v in rates.items()}
+                for engine, rates in ceiling.by_engine.items()
+            },
+            "skipped_engines": ceiling.skipped,
+            "best_engine": ceiling.engine,
+            "best_batch_size": ceiling.batch_size,
+            "ceiling_images_per_s": round(ceiling.images_per_second, 1),
         }
     )
     assert seconds > 0
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_batched_insertion_deletion(benchmark, setups, ceilings, batched_results, device):
+def test_batched_insertion_deletion(
+    benchmark, setups, ceilings, batched_results, torch_seconds, device
+):
     model, images, maps = _setup(setups, device)
-    ceiling = max(_ceiling(ceilings, setups, device).values())
+    ceiling = _ceiling(ceilings, setups, device).images_per_second
     steps = STEPS[device]
     # Warm-up with the chunk size of the timed run (10 at 224 px on the CPU; oneDNN and cuDNN
     # set up each new batch size once).
@@ -184,17 +194,64 @@ def test_batched_insertion_deletion(benchmark, setups, ceilings, batched_results
             "images_per_s": round(rate, 1),
             "seconds_per_explained_image": round(seconds / len(images), 4),
             "ceiling_images_per_s": round(ceiling, 1),
+            "ceiling_engine": ceilings[device].engine,
             "ratio_to_ceiling": round(rate / ceiling, 3),
+            "backend": "torch",
         }
     )
     assert result.deletion_curve.shape == (len(images), steps + 1)
     batched_results[device] = result
+    torch_seconds[device] = seconds
+
+
+def test_batched_insertion_deletion_onnxruntime(
+    benchmark, setups, ceilings, batched_results, torch_seconds
+):
+    """The batched protocol with every forward on ONNX Runtime (CPU), against the torch run."""
+    pytest.importorskip("onnxruntime")
+    device = "cpu"
+    model, images, maps = _setup(setups, device)
+    ceiling = _ceiling(ceilings, setups, device).images_per_second
+    steps = STEPS[device]
+    backend = resolve_backend(model, images, "onnxruntime")  # export, session and check
+    # once per model and session: here, or in the ceiling (then this one is served from the cache)
+    setup_seconds = backend.setup_seconds or ceilings[device].setup_seconds.get("onnxruntime", 0.0)
+    insertion_deletion(model, images[:1], maps[:1], steps=WARMUP_STEPS[device], backend=backend)
+
+    result, seconds = _timed(
+        benchmark,
+        lambda: insertion_deletion(model, images, maps, steps=steps, backend=backend),
+        device,
+    )
+    forwards = len(images) * (2 * steps + 1)
+    rate = forwards / seconds
+    info = {
+        "device": device,
+        "backend": "onnxruntime",
+        "backend_setup_seconds": round(setup_seconds, 2),
+        "explained_images": len(images),
+        "steps": steps,
+        "forwarded_images_per_explained_image": 2 * steps + 1,
+        "images_per_s": round(rate, 1),
+        "seconds_per_explained_image": round(seconds / len(images), 4),
+        "ceiling_images_per_s": round(ceiling, 1),
+        "ceiling_engine": ceilings[device].engine,
+        "ratio_to_ceiling": round(rate / ceiling, 3),
+    }
+    if device in torch_seconds:
+        info["speedup_over_torch_backend"] = round(torch_seconds[device] / seconds, 3)
+    benchmark.extra_info.update(info)
+    torch_result = batched_results.get(device) or insertion_deletion(
+        model, images, maps, steps=steps
+    )
+    torch.testing.assert_close(result.insertion_auc, torch_result.insertion_auc, rtol=0, atol=1e-5)
+    torch.testing.assert_close(result.deletion_auc, torch_result.deletion_auc, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_per_step_loop_insertion_deletion(benchmark, setups, ceilings, batched_results, device):
     model, images, maps = _setup(setups, device)
-    ceiling = max(_ceiling(ceilings, setups, device).values())
+    ceiling = _ceiling(ceilings, setups, device).images_per_second
     count = N_LOOP_IMAGES[device]
     steps = STEPS[device]
     step = SIZE * SIZE // steps
