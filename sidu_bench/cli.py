@@ -1,6 +1,7 @@
 """Command line: ``python -m sidu_bench COMMAND``.
 
-Commands: ``evaluate``, ``list``, ``compare``, ``plot``, ``report``, ``bench``, ``train-synthetic``.
+Commands: ``evaluate``, ``list``, ``summarise``, ``compare``, ``plot``, ``report``, ``bench``,
+``train-synthetic``.
 """
 
 from __future__ import annotations
@@ -52,19 +53,34 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="evaluate explainers on data sets and models (offline default: synthetic)",
         description="With no arguments: the synthetic data set and its shipped CNN, all "
-        "explainers and metrics, on the CPU.",
+        "explainers and metrics, on a GPU when there is one, else the CPU. Without --model each "
+        "data set runs with its own default model (synthetic: synthetic_cnn; photographs: "
+        "efficientnet_lite0). Without --root the data is looked for in $SIDU_BENCH_DATA, then "
+        "./data.",
     )
     evaluate.add_argument("--dataset", default="synthetic", help="comma-separated data sets")
-    evaluate.add_argument("--root", help="parent folder of the data sets' standard subfolders")
+    evaluate.add_argument(
+        "--root",
+        help="parent folder of the data sets' standard subfolders (default: $SIDU_BENCH_DATA, "
+        "then ./data)",
+    )
     evaluate.add_argument("--download", action="store_true", help="download the data set")
-    evaluate.add_argument("--model", default="synthetic_cnn", help="comma-separated models")
+    evaluate.add_argument(
+        "--model", help="comma-separated models (default: each data set's default model)"
+    )
+    evaluate.add_argument(
+        "--allow-model-mismatch",
+        action="store_true",
+        help="run a model on a data set outside its domain (e.g. synthetic_cnn on photographs)",
+    )
     evaluate.add_argument("--checkpoint", help="local checkpoint (single model only)")
     evaluate.add_argument("--layer", help="explained layer (single model only)")
     evaluate.add_argument("--explainers", default=DEFAULT_EXPLAINERS, help="name[:key=value,...]")
     evaluate.add_argument("--metrics", default=",".join(METRICS), help="comma-separated metrics")
     evaluate.add_argument("--target", choices=("pred", "label"), default="pred")
-    evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     evaluate.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    _add_engine_options(evaluate)
     evaluate.add_argument("--batch-size", type=_positive, help="images per forward pass")
     evaluate.add_argument("--limit", type=_positive, help="first N items of the stratified order")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -72,8 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--step", type=_positive, help="pixels per step (overrides --steps)")
     evaluate.add_argument("--out", type=Path, default=DEFAULT_OUT, help="parent of run folders")
     evaluate.add_argument("--fresh", action="store_true", help="discard an existing run folder")
+    _add_import_option(evaluate)
+    evaluate.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first unreadable image or annotation (default: skip and list it)",
+    )
 
-    commands.add_parser("list", help="list data sets, models, explainers and metrics")
+    listing = commands.add_parser("list", help="list data sets, models, explainers and metrics")
+    _add_import_option(listing)
+
+    summarise = commands.add_parser(
+        "summarise", help="rebuild summary.csv/.md (and figures) of run folders from records.csv"
+    )
+    summarise.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
 
     compare = commands.add_parser("compare", help="fail (exit 1) on a faithfulness regression")
     compare.add_argument("new_run", type=Path)
@@ -109,14 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per model: the forward ceiling, then every explainer and its peer package "
         "(pytorch-sidu, pytorch-grad-cam) in a fresh process each.",
     )
-    bench.add_argument("--device", default=None, help="cpu (default) or cuda[:N]")
+    bench.add_argument(
+        "--device", default=None, help="auto (default; the gate file's with --gate), cpu, cuda[:N]"
+    )
     bench.add_argument("--model", help="comma-separated bench models (default: per device)")
     bench.add_argument("--explainers", help="explainer specs (default: all, reduced mask counts)")
     bench.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
+    _add_engine_options(bench)
     bench.add_argument("--channels-last", action="store_true", help="channels-last masked images")
     bench.add_argument("--images", type=_positive, default=1, help="explained images per call")
     bench.add_argument("--no-peers", action="store_true", help="skip the peer packages")
-    bench.add_argument("--import", dest="imports", default="", help="modules to import first")
+    bench.add_argument(
+        "--no-torch-backend",
+        action="store_true",
+        help="skip the torch-backend rows measured where another backend ran",
+    )
+    _add_import_option(bench)
     bench.add_argument("--out", type=Path, default=DEFAULT_BENCH_OUT, help="output folder")
     bench.add_argument(
         "--gate", type=Path, help="gate file: its cases and thresholds; exit 1 when one fails"
@@ -128,20 +164,87 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_import_option(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE[,MODULE]`` (evaluate, list and bench)."""
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        default="",
+        metavar="MODULE[,MODULE]",
+        help="plug-in modules to import first (they register explainers, models or data sets); "
+        "installed plug-ins load through their entry points",
+    )
+
+
+def _load_plugins(args: argparse.Namespace) -> tuple[str, ...]:
+    """Import ``--import``'s modules and load the installed entry points; return the modules."""
+    from sidu_bench.plugins import load_plugins
+
+    imports = tuple(_names(args.imports))
+    load_plugins(imports)
+    return imports
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--precision`` and ``--allow-slow-dtype`` (evaluate and bench)."""
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime"),
+        default="auto",
+        help="engine of the perturbation forwards: auto (ONNX Runtime for float32 on the CPU "
+        "when installed and its export checks out, else torch), torch, onnxruntime",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("ieee", "tf32"),
+        default="ieee",
+        help="float32 matmul/convolution precision on CUDA (ieee: true float32; tf32: faster, "
+        "~1e-3 relative error); recorded in the protocol",
+    )
+    parser.add_argument(
+        "--allow-slow-dtype",
+        action="store_true",
+        help="allow --dtype bfloat16/float16 on a CPU without native support (4-22x slower)",
+    )
+
+
+def _check_dtype_speed(dtype: str, device: str, *, allowed: bool) -> None:
+    """Refuse bf16/fp16 on a CPU without native support unless ``--allow-slow-dtype``."""
+    import torch
+
+    from sidu.capability import slow_dtype_reason
+
+    if dtype == "float32" or allowed:
+        return
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    reason = slow_dtype_reason(getattr(torch, dtype), device)
+    if reason is not None:
+        raise ValueError(
+            f"--dtype {dtype}: {reason}; use --dtype float32 (with --backend auto, the fastest "
+            "engine on this CPU) or pass --allow-slow-dtype"
+        )
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from sidu_bench.runner import RunConfig, evaluate
     from sidu_bench.runner.distributed import process_group, rank_and_world
 
-    datasets, models = _names(args.dataset), _names(args.model)
+    _load_plugins(args)
+    datasets = _names(args.dataset)
+    models = _names(args.model) if args.model else [None]
     if (args.layer or args.checkpoint) and len(models) != 1:
         raise ValueError("--layer and --checkpoint need a single --model")
+    if (args.layer or args.checkpoint) and models == [None] and len(datasets) != 1:
+        raise ValueError("--layer and --checkpoint need a single --model or a single --dataset")
+    _check_dtype_speed(args.dtype, args.device, allowed=args.allow_slow_dtype)
     progress = sys.stderr.isatty()
     with process_group(args.device):
         for dataset in datasets:
             for model in models:
                 config = RunConfig(
                     dataset=dataset,
-                    model=model,
+                    model=model or "",
                     explainers=tuple(_names(args.explainers)),
                     metrics=tuple(_names(args.metrics)),
                     layer=args.layer or "",
@@ -151,30 +254,49 @@ def _evaluate(args: argparse.Namespace) -> int:
                     target=args.target,
                     device=args.device,
                     dtype=args.dtype,
+                    precision=args.precision,
+                    backend=args.backend,
                     batch_size=args.batch_size,
                     limit=args.limit,
                     seed=args.seed,
                     steps=args.steps,
                     step=args.step,
                 )
-                outcome = evaluate(config, args.out, fresh=args.fresh, progress=progress)
+                outcome = evaluate(
+                    config,
+                    args.out,
+                    fresh=args.fresh,
+                    progress=progress,
+                    strict=args.strict,
+                    allow_model_mismatch=args.allow_model_mismatch,
+                )
                 if outcome.summary is not None and rank_and_world()[0] == 0:
                     print((outcome.run_dir / "summary.md").read_text(encoding="utf-8"))
                     print(f"results written to {outcome.run_dir}")
     return 0
 
 
-def _list(_args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace) -> int:
     from sidu_bench.data import list_datasets
     from sidu_bench.explainers import list_explainers
     from sidu_bench.models import list_models
     from sidu_bench.runner import METRICS
 
+    _load_plugins(args)
     print("data sets:  " + ", ".join(list_datasets()))
     print("models:     " + ", ".join(list_models(include_torchvision=False)))
     print("            + any torchvision weights name, e.g. ResNet50_Weights.IMAGENET1K_V2")
     print("explainers: " + ", ".join(list_explainers()))
     print("metrics:    " + ", ".join(METRICS))
+    return 0
+
+
+def _summarise(args: argparse.Namespace) -> int:
+    from sidu_bench.runner.summarise_run import summarise_run
+
+    for run_dir in args.run_dirs:
+        summarise_run(run_dir)
+        print(f"summary rebuilt in {run_dir}")
     return 0
 
 
@@ -210,26 +332,29 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import importlib
-
     from sidu_bench.bench import DEFAULT_EXPLAINERS, BenchConfig, run_bench
     from sidu_bench.bench.gate import check_speed, format_gate, read_gate_file
 
-    imports = tuple(_names(args.imports))
-    for module in imports:
-        importlib.import_module(module)
+    imports = _load_plugins(args)
     gate = read_gate_file(args.gate) if args.gate else None
+    device = args.device if args.device is not None else (gate.device if gate else "auto")
+    dtype = args.dtype or (gate.dtype if gate else "float32")
+    _check_dtype_speed(dtype, device, allowed=args.allow_slow_dtype)
     config = BenchConfig(
-        device=args.device or (gate.device if gate else "cpu"),
+        device=device,
         models=tuple(_names(args.model)) if args.model else (gate.models if gate else ()),
         explainers=tuple(_names(args.explainers))
         if args.explainers
         else (gate.explainers if gate else DEFAULT_EXPLAINERS),
-        dtype=args.dtype or (gate.dtype if gate else "float32"),
+        dtype=dtype,
+        backend=args.backend,
+        precision=args.precision,
         channels_last=args.channels_last,
         images=args.images,
         peers=not args.no_peers,
         imports=imports,
+        compare_torch_backend=not args.no_torch_backend
+        and (gate is None or gate.needs_torch_backend),
     )
     rows = run_bench(config, args.out, on_row=lambda row: print(_bench_line(row), flush=True))
     device = "cuda" if config.device.startswith("cuda") else "cpu"
@@ -245,7 +370,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _bench_line(row: object) -> str:
     return (
-        f"{row.model:<20} {row.explainer:<44} {row.seconds_per_image:>9.3f} s/image "
+        f"{row.model:<20} {row.explainer:<44} {row.kind:<13} {row.backend or '-':<12} "
+        f"{row.seconds_per_image:>9.3f} s/image "
         f"{row.ratio_to_ceiling:>6.2f} of ceiling {row.peak_memory_mb:>9.1f} MB  {row.status}"
     )
 
@@ -261,6 +387,7 @@ def _train(args: argparse.Namespace) -> int:
 COMMANDS = {
     "evaluate": _evaluate,
     "list": _list,
+    "summarise": _summarise,
     "compare": _compare,
     "plot": _plot,
     "report": _report,

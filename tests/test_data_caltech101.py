@@ -84,8 +84,10 @@ def test_missing_annotation_names_the_file(root):
         get_dataset("caltech101", root, fake_spec())
 
 
-def test_missing_root_shows_the_layout(tmp_path):
+def test_missing_root_shows_the_layout(tmp_path, monkeypatch):
+    monkeypatch.delenv("SIDU_BENCH_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"caltech101/101_ObjectCategories"):
         get_dataset("caltech101", tmp_path, fake_spec())
-    with pytest.raises(FileNotFoundError, match="no root was given"):
+    with pytest.raises(FileNotFoundError, match="was not found; tried"):
         get_dataset("caltech101", None, fake_spec())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from fixtures_data import (
@@ -13,6 +15,7 @@ from fixtures_data import (
 )
 
 from sidu_bench.data import get_dataset
+from sidu_bench.data.imagenet_val import read_solution, read_synsets
 
 
 @pytest.fixture
@@ -48,21 +51,31 @@ def test_label_space_needs_an_imagenet_model(root):
         ("ILSVRC2012_val_00000001,n09999999 0 0 2 1", "unknown wnid"),
     ],
 )
-def test_corrupt_solution_names_the_file(root, row, message):
+def test_corrupt_solution_row_leaves_its_image_out_and_names_the_file(root, row, message):
     solution = root / "imagenet-val" / "LOC_val_solution.csv"
     lines = solution.read_text(encoding="utf-8").splitlines()
     lines[1] = row
     solution.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dataset = get_dataset("imagenet-val", root, fake_spec())
+    assert "ILSVRC2012_val_00000001" not in dataset.item_ids
+    assert len(dataset) == 2
+    (unreadable,) = dataset.unreadable
+    assert unreadable.item_id == "ILSVRC2012_val_00000001"
+    assert unreadable.file == str(solution)
+    assert re.search(rf"LOC_val_solution\.csv.*{message}", unreadable.reason)
+    synsets = read_synsets(root / "imagenet-val" / "LOC_synset_mapping.txt")
     with pytest.raises(ValueError, match=rf"LOC_val_solution\.csv.*{message}"):
-        get_dataset("imagenet-val", root, fake_spec())
+        read_solution(solution, synsets)
 
 
-def test_image_without_row_names_it(root):
+def test_image_without_row_is_left_out_and_named(root):
     solution = root / "imagenet-val" / "LOC_val_solution.csv"
     lines = solution.read_text(encoding="utf-8").splitlines()
     solution.write_text("\n".join(lines[:1] + lines[2:]) + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="ILSVRC2012_val_00000001"):
-        get_dataset("imagenet-val", root, fake_spec())
+    dataset = get_dataset("imagenet-val", root, fake_spec())
+    (unreadable,) = dataset.unreadable
+    assert unreadable.item_id == "ILSVRC2012_val_00000001"
+    assert unreadable.reason == "no row for ILSVRC2012_val_00000001.JPEG"
 
 
 def test_missing_root_shows_the_layout(tmp_path):

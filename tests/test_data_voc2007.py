@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from fixtures_data import VOC_REGIONS, fake_spec, mask_from_rows, standard_voc
 
 from sidu_bench.data import get_dataset
-from sidu_bench.data.voc2007 import VOC_CLASSES
+from sidu_bench.data.voc2007 import VOC_CLASSES, read_objects
 
 
 @pytest.fixture
@@ -33,19 +35,23 @@ def test_label_space_for_a_voc_model(root):
     assert get_dataset("voc2007", root, spec).label_space
 
 
-def test_corrupt_xml_names_the_file(root):
-    (root / "VOCdevkit/VOC2007/Annotations/000002.xml").write_text(
-        "<annotation><object>", encoding="utf-8"
-    )
+def test_corrupt_xml_leaves_the_image_out_and_names_the_file(root):
+    path = root / "VOCdevkit/VOC2007/Annotations/000002.xml"
+    path.write_text("<annotation><object>", encoding="utf-8")
+    dataset = get_dataset("voc2007", root, fake_spec())
+    assert dataset.item_ids == ("000001/dog", "000001/person")
+    (unreadable,) = dataset.unreadable
+    assert (unreadable.item_id, unreadable.file) == ("000002", str(path))
+    assert re.search(r"corrupt annotation: corrupt VOC annotation .*000002\.xml", unreadable.reason)
     with pytest.raises(ValueError, match=r"corrupt VOC annotation .*000002\.xml"):
-        get_dataset("voc2007", root, fake_spec())
+        read_objects(path)
 
 
 def test_unknown_class_names_the_file(root):
     path = root / "VOCdevkit/VOC2007/Annotations/000002.xml"
     path.write_text(path.read_text(encoding="utf-8").replace("person", "alien"), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"000002\.xml.*alien"):
-        get_dataset("voc2007", root, fake_spec())
+    (unreadable,) = get_dataset("voc2007", root, fake_spec()).unreadable
+    assert re.search(r"000002\.xml.*alien", unreadable.reason)
 
 
 def test_missing_split_shows_the_layout(root):

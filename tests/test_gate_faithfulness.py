@@ -135,7 +135,7 @@ def test_tolerances_follow_the_stated_rule_over_the_measured_variation(gate, tol
 def test_gate_file_names_the_baseline_commands_and_ci_agrees(gate):
     assert (ROOT / gate["baseline"] / "summary.csv").is_file()
     assert gate["commands"]["refresh_baseline"] == (
-        "python -m sidu_bench evaluate --out results/reference --fresh"
+        "python -m sidu_bench evaluate --device cpu --out results/reference --fresh"
     )
     assert gate["commands"]["compare"].endswith(
         f"{gate['baseline']} --tolerance-file results/gates/faithfulness.json"

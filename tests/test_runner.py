@@ -50,7 +50,10 @@ def test_run_writes_records_summary_config_and_figures(finished_run):
         for suffix in ("", "_ci_low", "_ci_high", "_n"):
             assert f"{metric}{suffix}" in summary.columns
     config = json.loads((finished_run / "config.json").read_text())
-    assert config["protocol"]["protocol_version"] == 1
+    assert config["protocol"]["protocol_version"] == 2
+    assert config["protocol"]["precision"] == "ieee"
+    assert "statistics" not in config["protocol"]
+    assert config["environment"]["backend"]["name"] in ("torch", "onnxruntime")
     assert config["protocol"]["insertion_deletion"]["steps"] == 16
     assert config["explainers"] == LABELS
     assert (finished_run / "figures" / "curves.png").stat().st_size > 1000
@@ -90,7 +93,12 @@ def test_item_arrays_hold_maps_and_curves(finished_run):
         assert archive["deletion@gradcam"].shape == (17,)
 
 
-def test_interrupted_run_resumes_without_losing_work(tmp_path, monkeypatch, finished_run):
+def interrupt_at_the_fourth_item(monkeypatch):
+    """Make the runner stop (KeyboardInterrupt) when it starts its fourth item; return the ids.
+
+    Only the first run is stopped: a resumed run has three items left, so it never reaches a
+    fourth call once the list is cleared.
+    """
     calls = []
     original = run_module.evaluate_item
 
@@ -101,6 +109,11 @@ def test_interrupted_run_resumes_without_losing_work(tmp_path, monkeypatch, fini
         return original(context, item, labels, stored)
 
     monkeypatch.setattr(run_module, "evaluate_item", interrupted)
+    return calls
+
+
+def test_interrupted_run_resumes_without_losing_work(tmp_path, monkeypatch, finished_run):
+    calls = interrupt_at_the_fourth_item(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         evaluate(tmp_path)
     run_dir = tmp_path / RUN_NAME
@@ -108,16 +121,47 @@ def test_interrupted_run_resumes_without_losing_work(tmp_path, monkeypatch, fini
     assert not (run_dir / "records.csv").exists()
     assert not list(run_dir.rglob("*.tmp"))
     calls.clear()
-    monkeypatch.setattr(run_module, "evaluate_item", original)
     first_session = json.loads((run_dir / "config.json").read_text())["environment"]
     later = {**first_session, "git_commit": "later-commit"}
     monkeypatch.setattr(config_module, "environment", lambda device: later)
     assert evaluate(tmp_path) == 0
+    assert len(calls) == 3, "only the three unfinished items are computed"
     resumed, reference = read_records(run_dir), read_records(finished_run)
     assert_same_records(resumed, reference)
     stored = json.loads((run_dir / "config.json").read_text())
     assert stored["environment"]["git_commit"] == "later-commit"
     assert stored["earlier_environments"] == [first_session], "the first session is kept"
+
+
+def test_a_run_resumes_from_its_committed_files_alone(tmp_path, monkeypatch, finished_run):
+    """Stop a run, delete items/ (not committed), resume: same records, summary and figures."""
+    calls = interrupt_at_the_fourth_item(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(tmp_path)
+    run_dir = tmp_path / RUN_NAME
+    partial = pd.read_csv(run_dir / "records.partial.csv", dtype={"id": str})
+    assert sorted(partial["id"].unique()) == sorted(calls[:3])
+    assert (run_dir / "figure_data.npz").stat().st_size < 200_000
+    shutil.rmtree(run_dir / "items")
+    calls.clear()
+    assert evaluate(tmp_path) == 0
+    assert len(calls) == 3, "only the three unfinished items are computed"
+    assert not list(run_dir.glob("records.partial*.csv"))
+    with np.load(run_dir / "figure_data.npz") as archive:
+        ids = {name.split("|")[0] for name in archive.files}
+        assert len(ids) == 6, "every item's curves are kept"
+        assert sum(name.endswith("|rgb") for name in archive.files) == 6
+    shutil.rmtree(run_dir / "items")
+    (run_dir / "figures" / "curves.png").unlink()
+    assert main(["summarise", str(run_dir)]) == 0
+    assert (run_dir / "figures" / "curves.png").stat().st_size > 1000
+    assert_same_records(read_records(run_dir), read_records(finished_run))
+    resumed = pd.read_csv(run_dir / "summary.csv").drop(columns=SECONDS)
+    reference = pd.read_csv(finished_run / "summary.csv").drop(columns=SECONDS)
+    pd.testing.assert_frame_equal(resumed, reference, check_exact=False, atol=1e-6)
+
+
+SECONDS = ["seconds_per_image", "metric_seconds_per_image"]
 
 
 def assert_same_records(first, second):
@@ -254,6 +298,7 @@ def test_target_label_is_refused_when_labels_are_not_the_models_classes(tmp_path
         (tmp_path / "tree" / name).mkdir(parents=True)
         Image.new("RGB", (20, 16), (200, 30, 30)).save(tmp_path / "tree" / name / "a.png")
     arguments = ["evaluate", "--dataset", "folder", "--root", str(tmp_path / "tree")]
+    arguments += ["--model", "synthetic_cnn", "--allow-model-mismatch"]
     arguments += ["--explainers", "center", "--steps", "4", "--out", str(tmp_path / "runs")]
     assert main([*arguments, "--target", "label"]) == 2
     assert "--target label needs a data set whose labels are the model's classes" in (

@@ -7,11 +7,19 @@ Registered: ``caltech101``, ``imagenet-val``, ``voc2007``, ``folder``, ``synthet
 
 from sidu_bench.data import caltech101, folder, imagenet_val, synthetic, voc2007
 from sidu_bench.data._api import (
+    DATA_ENV,
+    NATURAL_IMAGES,
+    SYNTHETIC_SHAPES,
+    DataNotFoundError,
+    DatasetInfo,
     FileDataset,
     Item,
     ItemDataset,
     Record,
     Skipped,
+    Unreadable,
+    UnreadableItemError,
+    dataset_info,
     get_dataset,
     list_datasets,
     register_dataset,
@@ -19,12 +27,20 @@ from sidu_bench.data._api import (
 from sidu_bench.data.order import limit_order, stratified_order
 
 __all__ = [
+    "DATA_ENV",
+    "NATURAL_IMAGES",
+    "SYNTHETIC_SHAPES",
+    "DataNotFoundError",
+    "DatasetInfo",
     "FileDataset",
     "Item",
     "ItemDataset",
     "Record",
     "Skipped",
+    "Unreadable",
+    "UnreadableItemError",
     "caltech101",
+    "dataset_info",
     "folder",
     "get_dataset",
     "imagenet_val",

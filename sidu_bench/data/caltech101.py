@@ -19,6 +19,7 @@ import torch
 import torchvision
 
 from sidu_bench.data._api import (
+    NATURAL_IMAGES,
     REAL_DATA_TOLERANCE,
     FileDataset,
     Record,
@@ -101,6 +102,10 @@ class Caltech101(FileDataset):
 
     name = "caltech101"
     class_space = "caltech101"
+    domain = NATURAL_IMAGES
+    default_model = "efficientnet_lite0"
+    layout = LAYOUT
+    supports_download = True
 
     def __init__(
         self,

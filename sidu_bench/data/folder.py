@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from sidu_bench.data._api import (
+    NATURAL_IMAGES,
     FileDataset,
     Record,
     label_space_labels,
@@ -33,6 +34,10 @@ class ImageFolderItems(FileDataset):
 
     name = "folder"
     class_space = None
+    domain = NATURAL_IMAGES
+    default_model = "efficientnet_lite0"
+    layout = LAYOUT
+    search_root = False
 
     def __init__(self, root: Path | None, *, model_spec: ModelSpec) -> None:
         if root is None or not root.is_dir():

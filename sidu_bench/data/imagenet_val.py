@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from sidu_bench.data._api import (
+    NATURAL_IMAGES,
     REAL_DATA_TOLERANCE,
     FileDataset,
     Record,
+    Unreadable,
     label_space_labels,
     missing_root,
     register_dataset,
@@ -49,10 +51,21 @@ def read_synsets(path: Path) -> dict[str, str]:
     return synsets
 
 
-def read_solution(path: Path, synsets: dict[str, str]) -> dict[str, tuple[str, torch.Tensor]]:
+def read_solution(
+    path: Path, synsets: dict[str, str], *, bad_rows: dict[str, str] | None = None
+) -> dict[str, tuple[str, torch.Tensor]]:
     """Read ``LOC_val_solution.csv`` as ``{image id: (wnid, boxes [M, 4] of that wnid)}``.
 
     The image's class is the wnid of its first box; its boxes are all boxes of that wnid.
+
+    Args:
+        path: the solution file.
+        synsets: the class list (:func:`read_synsets`).
+        bad_rows: when given, a corrupt row that names an image id is recorded here as
+            ``{image id: reason}`` instead of raising; a bad header always raises.
+
+    Raises:
+        ValueError: a bad header, or a corrupt row when ``bad_rows`` is not given.
     """
     solution: dict[str, tuple[str, torch.Tensor]] = {}
     with path.open(newline="", encoding="utf-8") as rows:
@@ -62,19 +75,29 @@ def read_solution(path: Path, synsets: dict[str, str]) -> dict[str, tuple[str, t
                 f"corrupt solution file {path}: header must be ImageId,PredictionString"
             )
         for number, row in enumerate(reader, start=2):
-            tokens = row[1].split() if len(row) == 2 else []
-            if not tokens or len(tokens) % 5:
-                raise ValueError(f"corrupt solution file {path}, line {number}: {row!r}")
-            groups = [tokens[i : i + 5] for i in range(0, len(tokens), 5)]
-            wnid = groups[0][0]
             try:
-                boxes = [[float(v) for v in g[1:]] for g in groups if g[0] == wnid]
+                solution[row[0]] = _solution_row(row, synsets, f"{path}, line {number}")
             except ValueError as error:
-                raise ValueError(f"corrupt solution file {path}, line {number}: {error}") from error
-            if wnid not in synsets:
-                raise ValueError(f"solution file {path}, line {number}: unknown wnid {wnid}")
-            solution[row[0]] = (wnid, torch.tensor(boxes, dtype=torch.float64))
+                if bad_rows is None or not row or not row[0]:
+                    raise
+                bad_rows[row[0]] = str(error)
     return solution
+
+
+def _solution_row(row: list[str], synsets: dict[str, str], where: str) -> tuple[str, torch.Tensor]:
+    """Parse one ``ImageId,PredictionString`` row as ``(wnid, boxes of that wnid)``."""
+    tokens = row[1].split() if len(row) == 2 else []
+    if not tokens or len(tokens) % 5:
+        raise ValueError(f"corrupt solution file {where}: {row!r}")
+    groups = [tokens[i : i + 5] for i in range(0, len(tokens), 5)]
+    wnid = groups[0][0]
+    try:
+        boxes = [[float(v) for v in g[1:]] for g in groups if g[0] == wnid]
+    except ValueError as error:
+        raise ValueError(f"corrupt solution file {where}: {error}") from error
+    if wnid not in synsets:
+        raise ValueError(f"solution file {where}: unknown wnid {wnid}")
+    return wnid, torch.tensor(boxes, dtype=torch.float64)
 
 
 @register_dataset("imagenet-val")
@@ -83,6 +106,9 @@ class ImageNetVal(FileDataset):
 
     name = "imagenet-val"
     class_space = CLASS_SPACE
+    domain = NATURAL_IMAGES
+    default_model = "efficientnet_lite0"
+    layout = LAYOUT
 
     def __init__(
         self, root: Path | None, *, model_spec: ModelSpec, tolerance: float = REAL_DATA_TOLERANCE
@@ -92,17 +118,22 @@ class ImageNetVal(FileDataset):
         if base is None or not all((base / name).exists() for name in required):
             raise missing_root(self.name, root, LAYOUT)
         self.descriptions = read_synsets(base / "LOC_synset_mapping.txt")
-        solution = read_solution(base / "LOC_val_solution.csv", self.descriptions)
+        solution_file = base / "LOC_val_solution.csv"
+        bad_rows: dict[str, str] = {}
+        solution = read_solution(solution_file, self.descriptions, bad_rows=bad_rows)
         label_space, labels = label_space_labels(
             list(self.descriptions), class_space=self.class_space, model_spec=model_spec
         )
         records = []
+        unreadable = []
         for image in sorted((base / "ILSVRC/Data/CLS-LOC/val").glob("*.JPEG")):
             if image.stem not in solution:
-                raise ValueError(f"{base / 'LOC_val_solution.csv'} has no row for {image.name}")
+                reason = bad_rows.get(image.stem, f"no row for {image.name}")
+                unreadable.append(Unreadable(image.stem, str(solution_file), reason))
+                continue
             wnid, boxes = solution[image.stem]
             records.append(Record(image.stem, image, wnid, labels[wnid], boxes))
-        if not records:
+        if not records and not unreadable:
             raise missing_root(self.name, root, LAYOUT)
         super().__init__(
             records,
@@ -110,6 +141,7 @@ class ImageNetVal(FileDataset):
             tolerance=tolerance,
             label_space=label_space,
         )
+        self.unreadable = tuple(unreadable)
 
     def _region(self, record: Record, size: tuple[int, int]) -> torch.Tensor:
         return boxes_mask(record.annotation, size)

@@ -29,6 +29,7 @@ from torch.nn import functional
 
 from sidu_bench.data._api import (
     REAL_DATA_TOLERANCE,
+    SYNTHETIC_SHAPES,
     Item,
     ItemDataset,
     label_space_labels,
@@ -208,6 +209,9 @@ class SyntheticShapes(ItemDataset):
 
     name = "synthetic"
     class_space = CLASS_SPACE
+    domain = SYNTHETIC_SHAPES
+    default_model = "synthetic_cnn"
+    needs_root = False
 
     def __init__(
         self,

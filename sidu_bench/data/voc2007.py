@@ -18,9 +18,11 @@ import torch
 import torchvision
 
 from sidu_bench.data._api import (
+    NATURAL_IMAGES,
     REAL_DATA_TOLERANCE,
     FileDataset,
     Record,
+    Unreadable,
     label_space_labels,
     missing_root,
     register_dataset,
@@ -75,6 +77,10 @@ class VOC2007(FileDataset):
 
     name = "voc2007"
     class_space = CLASS_SPACE
+    domain = NATURAL_IMAGES
+    default_model = "efficientnet_lite0"
+    layout = LAYOUT.replace("<split>", "test")
+    supports_download = True
 
     def __init__(
         self,
@@ -100,8 +106,15 @@ class VOC2007(FileDataset):
             VOC_CLASSES, class_space=self.class_space, model_spec=model_spec
         )
         records = []
+        unreadable = []
         for image_id in listing.read_text(encoding="utf-8").split():
-            objects = read_objects(base / "Annotations" / f"{image_id}.xml")
+            annotation = base / "Annotations" / f"{image_id}.xml"
+            try:
+                objects = read_objects(annotation)
+            except ValueError as error:
+                reason = f"corrupt annotation: {error}"
+                unreadable.append(Unreadable(image_id, str(annotation), reason))
+                continue
             image = base / "JPEGImages" / f"{image_id}.jpg"
             for name in sorted({name for name, _, _ in objects}):
                 if all(difficult for n, difficult, _ in objects if n == name):
@@ -114,6 +127,7 @@ class VOC2007(FileDataset):
             tolerance=tolerance,
             label_space=label_space,
         )
+        self.unreadable = tuple(unreadable)
 
     def _region(self, record: Record, size: tuple[int, int]) -> torch.Tensor:
         return boxes_mask(record.annotation, size, one_based=True)

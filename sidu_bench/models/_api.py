@@ -8,10 +8,12 @@ from typing import TypeVar
 
 from torch import nn
 
-from sidu_bench.data._api import unknown_name_message
+from sidu_bench.data._api import NATURAL_IMAGES, SYNTHETIC_SHAPES, unknown_name_message
 
 ModelFactory = Callable[..., "ModelSpec"]
 _Factory = TypeVar("_Factory", bound=ModelFactory)
+
+__all__ = ["NATURAL_IMAGES", "SYNTHETIC_SHAPES", "ModelSpec", "find_layer", "register_model"]
 
 _MODELS: dict[str, ModelFactory] = {}
 
@@ -32,6 +34,9 @@ class ModelSpec:
         class_space: identifier of the label space (``"imagenet-1k"``, ...), so data sets can
             tell whether their labels are this model's classes; ``None`` when unknown.
         interpolation: resize interpolation of the model's preprocessing.
+        domain: the kind of images the model was trained on (``"natural-images"``,
+            ``"synthetic-shapes"``, ...; see :mod:`sidu_bench.data`); the runner refuses a data
+            set of another domain unless told otherwise. ``None``: undeclared (also refused).
     """
 
     module: nn.Module
@@ -43,6 +48,7 @@ class ModelSpec:
     default_layer: str
     class_space: str | None = None
     interpolation: str = "bilinear"
+    domain: str | None = None
 
     @property
     def num_classes(self) -> int:

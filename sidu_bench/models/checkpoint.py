@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torchvision
 
-from sidu_bench.models._api import ModelSpec
+from sidu_bench.models._api import NATURAL_IMAGES, ModelSpec
 from sidu_bench.models.torchvision_models import adapt_architecture, default_layer
 
 logger = logging.getLogger(__name__)
@@ -113,4 +113,5 @@ def torchvision_from_checkpoint(arch: str, path: Path, *, layer: str | None = No
         class_names=tuple(names),
         default_layer=layer if layer is not None else default_layer(arch, module),
         class_space=metadata.get("class_space"),
+        domain=metadata.get("domain", NATURAL_IMAGES),
     )

@@ -20,7 +20,7 @@ import torch
 import torchvision
 from torch import nn
 
-from sidu_bench.models._api import ModelSpec, register_model
+from sidu_bench.models._api import NATURAL_IMAGES, ModelSpec, register_model
 from sidu_bench.models.checkpoint import load_checkpoint, load_state
 from sidu_bench.models.torchvision_models import IMAGENET_SPACE
 
@@ -101,6 +101,7 @@ def build(variant: str, *, checkpoint: Path | None = None) -> ModelSpec:
         class_names=names,
         default_layer=DEFAULT_LAYER,
         class_space=metadata.get("class_space", IMAGENET_SPACE if names == imagenet else None),
+        domain=NATURAL_IMAGES,
     )
 
 

@@ -29,7 +29,7 @@ from sidu_bench.data.synthetic import (
     TRAIN_START,
     render_batch,
 )
-from sidu_bench.models._api import ModelSpec, register_model
+from sidu_bench.models._api import SYNTHETIC_SHAPES, ModelSpec, register_model
 from sidu_bench.models.checkpoint import load_checkpoint, load_state, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def synthetic_cnn(*, checkpoint: Path | None = None) -> ModelSpec:
         class_names=names,
         default_layer=DEFAULT_LAYER,
         class_space=metadata.get("class_space", CLASS_SPACE),
+        domain=SYNTHETIC_SHAPES,
     )
 
 

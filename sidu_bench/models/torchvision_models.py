@@ -23,7 +23,7 @@ import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from sidu_bench.models._api import ModelSpec
+from sidu_bench.models._api import NATURAL_IMAGES, ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -193,5 +193,6 @@ def from_weights(name: str, *, layer: str | None = None) -> ModelSpec:
         class_names=categories,
         default_layer=explained,
         class_space=IMAGENET_SPACE if len(categories) == 1000 else None,
+        domain=NATURAL_IMAGES,
         interpolation=preset.interpolation.value,
     )

@@ -2,9 +2,21 @@
 
 ``config.json`` holds the full configuration of a run folder. Its ``protocol`` object is what
 makes numbers comparable across runs (insertion/deletion steps and substrates, the pointing-game
-tolerance rule, the target rule, the dtype, the statistics); ``protocol_version`` changes only
-when the protocol itself does. Resuming into a folder whose stored configuration differs in any
-field that changes numbers is refused, naming those fields.
+tolerance rule, the target rule, the dtype and the float32 precision); ``protocol_version``
+changes only when the protocol itself does. Resuming into a folder whose stored configuration
+differs in any field that changes numbers is refused, naming those fields.
+
+One rule decides what is protocol: what changes results beyond the faithfulness gate's
+tolerances (dtype, precision) is protocol; what changes them only within float tolerance (the
+device, the CPU forward backend) is environment, recorded per run (``environment``) and per
+record, and may differ when a run is resumed. The summary statistics are recomputed from the
+records (``python -m sidu_bench summarise``), so they are described beside the protocol
+(``statistics``) and never block a resume.
+
+Protocol versions: 1 (the first reference runs) carried the statistics inside the protocol and
+had no precision; 2 adds ``precision`` and moves ``statistics`` out. Version-1 folders stay
+readable by ``summarise``, ``compare`` and ``report``; resuming one is refused (its protocol
+differs).
 """
 
 from __future__ import annotations
@@ -20,12 +32,21 @@ from pathlib import Path
 import torch
 
 from sidu_bench.runner.storage import atomic_write_text
-from sidu_bench.stats import CONFIDENCE, RESAMPLES
+from sidu_bench.stats import CONFIDENCE, FAMILYWISE_ALPHA, RESAMPLES
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 CONFIG_FILE = "config.json"
-RESUMABLE_FIELDS = ("limit", "explainers", "batch_size", "device", "root", "download")
+RESUMABLE_FIELDS = ("limit", "explainers", "batch_size", "device", "root", "download", "backend")
 """Fields that may change when a run is resumed: they select work, not how it is scored."""
+
+DESCRIPTIVE_FIELDS = (
+    "environment",
+    "statistics",
+    "model_reason",
+    "explainer_provenance",
+    "plugins",
+)
+"""Fields that describe a run but never block a resume (see the module docstring)."""
 
 EARLIER_ENVIRONMENTS = "earlier_environments"
 """Key of the environments of earlier sessions of a resumed run (oldest first)."""
@@ -46,6 +67,9 @@ class RunConfig:
     target: str = "pred"
     device: str = "cpu"
     dtype: str = "float32"
+    precision: str = "ieee"
+    backend: str = "auto"
+    model_reason: str = ""
     batch_size: int | None = None
     limit: int | None = None
     seed: int = 0
@@ -74,13 +98,19 @@ class RunConfig:
             },
             "target": self.target,
             "dtype": self.dtype,
+            "precision": self.precision,
             "preprocessing": "squash to the model input size (no crop), model normalisation",
-            "statistics": {
-                "bootstrap_resamples": RESAMPLES,
-                "confidence": CONFIDENCE,
-                "seed": self.seed,
-                "pointing_game_class_mean": "stratified by category",
-            },
+        }
+
+    def statistics(self) -> dict[str, object]:
+        """How the summaries are computed (recomputed from records; not protocol)."""
+        return {
+            "bootstrap_resamples": RESAMPLES,
+            "confidence": CONFIDENCE,
+            "seed": self.seed,
+            "pointing_game_class_mean": "stratified by category",
+            "paired_test": "two-sided sign-flip permutation test of the mean difference",
+            "verdicts": f"Holm-adjusted at family-wise {FAMILYWISE_ALPHA}",
         }
 
     def to_json(self) -> dict[str, object]:
@@ -89,14 +119,16 @@ class RunConfig:
         content["explainers"] = list(self.explainers)
         content["metrics"] = list(self.metrics)
         content["protocol"] = self.protocol()
+        content["statistics"] = self.statistics()
         content["environment"] = environment(self.device)
         return content
 
 
 def environment(device: str) -> dict[str, object]:
-    """Package versions, git commit, Python, platform and device name."""
+    """Package versions, git commit, Python, platform, device name and CPU capability."""
     versions = {}
-    for package in ("sidu-bench", "torch", "torchvision", "numpy", "scipy", "pandas"):
+    packages = ("sidu-bench", "torch", "torchvision", "numpy", "scipy", "pandas", "onnxruntime")
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -111,6 +143,8 @@ def environment(device: str) -> dict[str, object]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device_name": device_name,
+        "device": device,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
     }
 
@@ -158,9 +192,10 @@ def _git(arguments: list[str], where: Path) -> str:
 def differing_fields(stored: dict[str, object], requested: dict[str, object]) -> list[str]:
     """Names of the configuration fields (dotted into the protocol) that differ.
 
-    Fields listed in :data:`RESUMABLE_FIELDS` and the environments are not compared.
+    Fields listed in :data:`RESUMABLE_FIELDS` and :data:`DESCRIPTIVE_FIELDS` and the earlier
+    environments are not compared.
     """
-    skip = {*RESUMABLE_FIELDS, "environment", EARLIER_ENVIRONMENTS}
+    skip = {*RESUMABLE_FIELDS, *DESCRIPTIVE_FIELDS, EARLIER_ENVIRONMENTS}
     differences = []
     for key in sorted(set(stored) | set(requested)):
         if key in skip:

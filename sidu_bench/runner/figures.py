@@ -104,7 +104,7 @@ def _curves_figure(plt, results, explainers, title):
 
 
 def _overlays_figure(plt, results, explainers, mean, std, title):
-    sample = [r for r in results if "image" in r.arrays]
+    sample = [r for r in results if "image" in r.arrays or "rgb" in r.arrays]
     if not sample:
         return None
     columns = 1 + len(explainers)
@@ -112,11 +112,14 @@ def _overlays_figure(plt, results, explainers, mean, std, title):
         len(sample), columns, figsize=(1.9 * columns, 1.9 * len(sample)), squeeze=False
     )
     for row, result in enumerate(sample):
-        image = result.arrays["image"].astype(np.float32)
-        rgb = np.clip(
-            image * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None], 0, 1
-        )
-        rgb = rgb.transpose(1, 2, 0)
+        if "rgb" in result.arrays:
+            rgb = result.arrays["rgb"]
+        else:
+            image = result.arrays["image"].astype(np.float32)
+            rgb = np.clip(
+                image * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None], 0, 1
+            )
+            rgb = rgb.transpose(1, 2, 0)
         axes[row, 0].imshow(rgb)
         if "region" in result.arrays:
             region = result.arrays["region"].astype(float)
@@ -134,7 +137,9 @@ def _overlays_figure(plt, results, explainers, mean, std, title):
             axis.imshow(rgb)
             key = f"map@{label}"
             if key in result.arrays:
-                axis.imshow(result.arrays[key].astype(np.float32), cmap="jet", alpha=0.5)
+                extent = (-0.5, rgb.shape[1] - 0.5, rgb.shape[0] - 0.5, -0.5)
+                saliency = result.arrays[key].astype(np.float32)
+                axis.imshow(saliency, cmap="jet", alpha=0.5, extent=extent)
             if row == 0:
                 axis.set_title(label, fontsize=7)
     for axis in axes.ravel():

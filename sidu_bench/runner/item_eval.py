@@ -36,6 +36,9 @@ class ItemContext:
     steps: int
     step: int | None
     batch_size: int | None
+    backend: str = "torch"
+    backend_name: str = "torch"
+    precision: str = "ieee"
     keep_image: bool = False
 
 
@@ -127,6 +130,8 @@ def evaluate_item(
         "predicted_prob": probability,
         "target_prob": float(probabilities[target]),
         "center_miss": center_miss(context, item, image),
+        "backend": context.backend_name,
+        "device": context.device.type,
     }
     if context.keep_image:
         result.arrays["image"] = item.image.numpy().astype(np.float16)
@@ -136,7 +141,12 @@ def evaluate_item(
         explainer = context.explainers[label]
         synchronize(context.device)
         start = time.perf_counter()
-        maps = explainer(image, targets, [item.id])
+        try:
+            maps = explainer(image, targets, [item.id])
+        except (ValueError, TypeError, RuntimeError) as error:
+            raise RuntimeError(
+                f"explainer {label!r} failed on item {item.id!r}: {type(error).__name__}: {error}"
+            ) from error
         synchronize(context.device)
         seconds = time.perf_counter() - start
         maps = maps.detach().to(device=context.device, dtype=torch.float32)
@@ -155,6 +165,8 @@ def evaluate_item(
                     steps=context.steps,
                     step=context.step,
                     batch_size=context.batch_size,
+                    backend=context.backend,
+                    precision=context.precision,
                 )
             row["insertion_auc"] = float(scores.insertion_auc[0])
             row["deletion_auc"] = float(scores.deletion_auc[0])
