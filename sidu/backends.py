@@ -26,13 +26,16 @@ backward passes stay in torch: only the plain ``model(batch) -> logits`` forward
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import importlib
 import io
 import logging
 import time
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +48,7 @@ __all__ = [
     "check_backend",
     "onnxruntime_available",
     "resolve_backend",
+    "torch_threads_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,6 +85,27 @@ class ForwardBackend:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Return the model's outputs (logits) on ``batch``, a tensor on the batch's device."""
         return self._forward(batch)
+
+
+@contextlib.contextmanager
+def torch_threads_for(backend: ForwardBackend) -> Iterator[None]:
+    """Run torch single-threaded while ``backend`` is ONNX Runtime; restore the count after.
+
+    Between two ONNX Runtime calls torch builds the next perturbed batch. With several torch
+    threads, their OpenMP workers keep spinning after each small op and compete with ONNX
+    Runtime's threads for the same cores (on 2 cores ResNet-18's masked forwards ran at 92
+    instead of 122 images/s at batch 3). One torch thread for those small ops wakes no workers.
+    For the torch backend nothing changes.
+    """
+    if backend.name != "onnxruntime":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def check_backend(backend: object) -> str:
@@ -263,6 +288,7 @@ def _cached_session(model: nn.Module, example: torch.Tensor) -> tuple[_Entry, fl
         return entry, 0.0
     start = time.perf_counter()
     forward, failure = _export_and_check(model, example)
+    _release_freed_memory()
     seconds = time.perf_counter() - start
     entry = _Entry(fingerprint, forward, failure)
     slots[slot] = entry
@@ -345,4 +371,22 @@ def _session(graph: bytes) -> object:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # Torch builds each perturbed batch between two runs: ONNX Runtime's workers must not spin
+    # on the cores meanwhile (measured: 8 % faster on Lite0 with spinning off).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _release_freed_memory() -> None:
+    """Give the memory the export and the session build no longer need back to the OS.
+
+    The TorchScript export leaves its traced graph to the garbage collector, and glibc keeps
+    freed heap memory: for ResNet-18 the process stayed 107 MB larger after the export, 12 MB
+    after a collection and ``malloc_trim`` (which only glibc has; elsewhere only the collection).
+    """
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)

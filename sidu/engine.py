@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from sidu._validation import check_images, check_model_device
-from sidu.backends import ForwardBackend, resolve_backend
+from sidu.backends import ForwardBackend, resolve_backend, torch_threads_for
 from sidu.capability import warn_if_slow_dtype
 from sidu.chunking import (
     CUDA_MAX_BATCH,
@@ -290,7 +290,7 @@ def _forward_chunks(
     """The loop of :func:`masked_forward` on validated arguments."""
     counts = [int(source.num_masks(b)) for b in range(images.shape[0])]
     outputs: list[list[torch.Tensor]] = [[] for _ in counts]
-    with forward_context(images.device, dtype):
+    with forward_context(images.device, dtype), torch_threads_for(forward):
         for chunk in _chunks(counts, batch_size):
             batch = torch.cat([_masked_piece(images, source, piece) for piece in chunk])
             if channels_last and forward.name == "torch":

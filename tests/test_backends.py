@@ -395,3 +395,29 @@ def test_precision_inside_every_entry_point_and_restored_after(precision):
             call()
             assert _flags() == (other,) * 3
         assert probe.seen == {(precision,) * 3}
+
+
+def test_torch_runs_single_threaded_between_onnxruntime_calls(ort, monkeypatch):
+    """Torch's OpenMP workers must not spin beside ONNX Runtime's; the caller's count returns."""
+    model, images = _model(3), _images(3)
+    torch.set_num_threads(2)
+    seen = []
+    original = backends._OrtForward.__call__
+
+    def recording(self, batch):
+        seen.append(torch.get_num_threads())
+        return original(self, batch)
+
+    monkeypatch.setattr(backends._OrtForward, "__call__", recording)
+    resolve_backend(model.eval(), images, "onnxruntime")
+    seen.clear()
+    sidu.masked_forward(model, images, torch.rand(5, 16, 16), backend="onnxruntime")
+    assert seen == [1]
+    seen.clear()
+    insertion_deletion(model, images, torch.rand(2, 16, 16), steps=4, backend="onnxruntime")
+    assert seen == [2, 1, 1], "the clean forward, then every step with one torch thread"
+    assert torch.get_num_threads() == 2
+    seen.clear()
+    sidu.masked_forward(model, images, torch.rand(5, 16, 16), backend="torch")
+    assert seen == []
+    assert torch.get_num_threads() == 2

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from sidu.backends import ForwardBackend, resolve_backend
+from sidu.backends import ForwardBackend, resolve_backend, torch_threads_for
 from sidu.chunking import (
     CUDA_MAX_BATCH,
     balanced_chunk_size,
@@ -197,16 +197,18 @@ def insertion_deletion(
         # Deletion: steps 1..n from the image towards the substrate; insertion: steps 0..n-1
         # from the blurred image towards the original.
         passes = ((0, images, deletion_fill, 1), (1, insertion_start, images, 0))
-        for kind, keep, fill, first_step in passes:
-            for start in range(0, batch * n_steps, chunk):
-                job = torch.arange(start, min(start + chunk, batch * n_steps), device=images.device)
-                item = job // n_steps
-                step_index = job % n_steps + first_step
-                changed = rank[item] < thresholds[step_index, None]
-                perturbed = torch.where(changed.view(-1, 1, height, width), fill[item], keep[item])
-                logits = forward(perturbed)
-                _check_logits(logits, n_images=len(job))
-                curves[kind, item, step_index] = _target_probability(logits, target_index[item])
+        with torch_threads_for(forward):
+            for kind, keep, fill, first_step in passes:
+                for start in range(0, batch * n_steps, chunk):
+                    stop = min(start + chunk, batch * n_steps)
+                    job = torch.arange(start, stop, device=images.device)
+                    item = job // n_steps
+                    step_index = job % n_steps + first_step
+                    changed = (rank[item] < thresholds[step_index, None]).view(-1, 1, height, width)
+                    perturbed = torch.where(changed, fill[item], keep[item])
+                    logits = forward(perturbed)
+                    _check_logits(logits, n_images=len(job))
+                    curves[kind, item, step_index] = _target_probability(logits, target_index[item])
     deletion_curve, insertion_curve = (curve.clone() for curve in curves)
     return InsertionDeletionResult(
         insertion_auc=curve_auc(insertion_curve),
