@@ -22,8 +22,8 @@ BENCH_TABLE = GATE_FILE.parents[1] / "bench-cpu.csv"
 def measured_rows(slowdown: float = 1.0, memory_growth: float = 1.0) -> list[BenchRow]:
     """The committed ResNet-18 rows of ``results/bench-cpu.csv`` (ours and pytorch-sidu), with
     our time multiplied by ``slowdown`` and our peak memory by ``memory_growth``."""
-    rows = {(row.model, row.explainer): row for row in read_bench_rows(BENCH_TABLE)}
-    ours, peer = rows[("resnet18", "sidu")], rows[("resnet18", "pytorch-sidu")]
+    rows = {(row.model, row.explainer, row.kind): row for row in read_bench_rows(BENCH_TABLE)}
+    ours, peer = rows[("resnet18", "sidu", "ours")], rows[("resnet18", "pytorch-sidu", "peer")]
     slowed = dataclasses.replace(
         ours,
         seconds_per_image=ours.seconds_per_image * slowdown,
