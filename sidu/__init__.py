@@ -4,14 +4,14 @@
 >>> maps = sidu.sidu(model, "layer4", images)  # doctest: +SKIP
 """
 
-from sidu._core import SIDUResult
 from sidu.backends import BACKENDS, ForwardBackend, onnxruntime_available, resolve_backend
 from sidu.capability import has_native_support, slow_dtype_reason
+from sidu.core import SIDUResult
 from sidu.engine import MaskSource, TensorMasks, masked_forward
 from sidu.features import sidu_features
 from sidu.loading import load_torch_backbone, load_torch_model_by_string
 from sidu.method import SIDU, sidu
-from sidu.upsample import resize_reflect
+from sidu.resize import resize_reflect
 
 __all__ = [
     "BACKENDS",

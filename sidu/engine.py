@@ -18,7 +18,6 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from sidu._validation import check_images, check_model_device
 from sidu.backends import ForwardBackend, resolve_backend, torch_threads_for
 from sidu.capability import warn_if_slow_dtype
 from sidu.chunking import (
@@ -28,7 +27,8 @@ from sidu.chunking import (
     memory_kind,
     probe_bytes_per_image,
 )
-from sidu.precision import fp32_precision
+from sidu.precision import autocast, fp32_precision
+from sidu.validation import check_batch_size, check_images, check_model_device
 
 __all__ = [
     "MaskSource",
@@ -195,12 +195,8 @@ def auto_batch_size(
 @contextlib.contextmanager
 def forward_context(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
     """Inference mode, plus autocast when ``dtype`` is a reduced precision (bf16/fp16)."""
-    with torch.inference_mode():
-        if dtype in (torch.bfloat16, torch.float16):
-            with torch.autocast(device_type=device.type, dtype=dtype):
-                yield
-        else:
-            yield
+    with torch.inference_mode(), autocast(device, dtype):
+        yield
 
 
 def masked_forward(
@@ -216,6 +212,7 @@ def masked_forward(
     progress: Callable[[int], None] | None = None,
     backend: str | ForwardBackend = "torch",
     precision: str = "ieee",
+    validate_args: bool = True,
 ) -> list[torch.Tensor]:
     """Evaluate ``model(images[b] * mask)`` for every mask of every image, batched.
 
@@ -245,6 +242,9 @@ def masked_forward(
             ``model``.
         precision: float32 CUDA arithmetic, ``"ieee"`` or ``"tf32"``
             (:func:`sidu.precision.fp32_precision`); the caller's setting is restored after.
+        validate_args: check ``images`` (:func:`sidu.validation.check_images`, a pass over them
+            for NaN) and the model's device; ``False`` skips both, for a caller that checked
+            them (as ``validate_args`` in torchmetrics).
 
     Returns:
         One tensor per image: the (transformed) outputs of its masks, in mask order.
@@ -257,13 +257,13 @@ def masked_forward(
         [(5, 3), (5, 3)]
 
     """
-    check_images(images, name="images")
-    check_model_device(model, images)
+    if validate_args:
+        check_images(images, name="images")
+        check_model_device(model, images)
     source = TensorMasks(masks) if isinstance(masks, torch.Tensor) else masks
     if not isinstance(source, MaskSource):
         raise TypeError(f"masks must be a torch.Tensor or a MaskSource, got {type(masks).__name__}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    check_batch_size(batch_size)
     with fp32_precision(precision):
         if not isinstance(backend, ForwardBackend):
             backend = resolve_backend(

@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sidu._core import SIDUOptions, SIDUResult, run_sidu
-from sidu._validation import check_images, check_model_device, check_model_dtype, expected_channels
+from sidu.core import SIDUOptions, SIDUResult, run_sidu
 from sidu.engine import forward_context
 from sidu.modes import eval_mode
+from sidu.validation import check_model_inputs
 
 __all__ = ["sidu_features"]
 
@@ -64,16 +64,8 @@ def sidu_features(
     """
     if not isinstance(backbone, nn.Module):
         raise TypeError(f"backbone must be a torch.nn.Module, got {type(backbone).__name__}")
-    options = SIDUOptions(
-        threshold=threshold,
-        kernel_width=kernel_width,
-        batch_size=batch_size,
-        dtype=dtype,
-        deduplicate=deduplicate,
-    )
-    check_images(images, channels=expected_channels(backbone))
-    check_model_device(backbone, images)
-    check_model_dtype(backbone, images, dtype)
+    options = SIDUOptions(threshold, kernel_width, batch_size, dtype, deduplicate)
+    check_model_inputs(backbone, images, dtype=dtype)
 
     def clean_forward() -> tuple[torch.Tensor, torch.Tensor]:
         with forward_context(images.device, dtype):

@@ -9,21 +9,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sidu._core import SIDUOptions, SIDUResult, run_sidu
-from sidu._validation import (
-    check_images,
-    check_model_device,
-    check_model_dtype,
-    expected_channels,
-    resolve_layer,
-    resolve_target,
-)
 from sidu.backends import ForwardBackend, check_backend
 from sidu.capture import ActivationCapture
+from sidu.core import SIDUOptions, SIDUResult, run_sidu
 from sidu.engine import forward_context
 from sidu.features import sidu_features
 from sidu.modes import eval_mode
 from sidu.precision import fp32_precision
+from sidu.scores import class_probabilities
+from sidu.validation import check_logits, check_model_inputs, resolve_layer, resolve_target
 
 __all__ = ["SIDU", "sidu"]
 
@@ -134,9 +128,7 @@ class SIDU:
             A :class:`~sidu.SIDUResult`.
 
         """
-        check_images(images, channels=expected_channels(self.model))
-        check_model_device(self.model, images)
-        check_model_dtype(self.model, images, self.options.dtype)
+        check_model_inputs(self.model, images, dtype=self.options.dtype)
         attached_here = not self._capture.attached
         self._capture.attach()
         try:
@@ -145,10 +137,8 @@ class SIDU:
                     self.model,
                     images,
                     clean_forward=lambda: self._clean_forward(images),
-                    output_vectors=_probabilities,
-                    targets=lambda probabilities: resolve_target(
-                        target, probabilities.argmax(dim=1), probabilities.shape[1]
-                    ),
+                    output_vectors=class_probabilities,
+                    targets=lambda probabilities: resolve_target(target, probabilities),
                     options=self.options,
                 )
         finally:
@@ -163,18 +153,13 @@ class SIDU:
         with forward_context(images.device, self.options.dtype):
             logits = self.model(images)
         features = self._capture.take()
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
-            raise ValueError(
-                f"model must return logits [B, num_classes], got {shape}; for a backbone "
-                "without a classifier head use sidu.sidu(backbone, images) (feature-space form)"
-            )
-        return features, _probabilities(logits)
-
-
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax of logits in float64."""
-    return torch.softmax(logits.to(torch.float64), dim=1)
+        check_logits(
+            logits,
+            batch=images.shape[0],
+            hint="; for a backbone without a classifier head use sidu.sidu(backbone, images) "
+            "(feature-space form)",
+        )
+        return features, class_probabilities(logits)
 
 
 def sidu(
@@ -215,6 +200,12 @@ def sidu(
 
     """
     check_backend(backend)
+    method = {
+        "threshold": threshold,
+        "kernel_width": kernel_width,
+        "batch_size": batch_size,
+        "dtype": dtype,
+    }
     if isinstance(layer, torch.Tensor):
         if images is not None:
             raise TypeError(
@@ -228,24 +219,7 @@ def sidu(
                 "sidu(backbone, images), which runs on torch; use backend='torch' or 'auto'"
             )
         with fp32_precision(precision):
-            return sidu_features(
-                model,
-                layer,
-                threshold=threshold,
-                kernel_width=kernel_width,
-                batch_size=batch_size,
-                dtype=dtype,
-            ).saliency
+            return sidu_features(model, layer, **method).saliency
     if images is None:
         raise TypeError("sidu() missing the images: call sidu(model, layer, images)")
-    explainer = SIDU(
-        model,
-        layer,
-        threshold=threshold,
-        kernel_width=kernel_width,
-        batch_size=batch_size,
-        dtype=dtype,
-        backend=backend,
-        precision=precision,
-    )
-    return explainer(images, target)
+    return SIDU(model, layer, **method, backend=backend, precision=precision)(images, target)

@@ -1,8 +1,14 @@
-"""The float32 arithmetic of CUDA convolutions and matmuls: full IEEE float32 or TF32.
+"""Precision of the forward passes: reduced-precision dtypes by name, and float32 as IEEE or TF32.
 
-Since Ampere, cuDNN convolutions may run float32 inputs through TensorFloat-32 (10-bit mantissa);
-torch >= 2.9 does so by default (``torch.backends.cudnn.conv.fp32_precision == "tf32"``), which
-moves logits by ~1e-3 relative and is far outside the project's faithfulness tolerances.
+**Forward dtypes.** A forward pass runs in full precision (the inputs' dtype; named
+``"float32"``, given as ``None``) or under autocast to ``torch.bfloat16``/``torch.float16``
+(:data:`DTYPES`, :func:`parse_dtype`, :func:`dtype_name`, :func:`autocast`); the arithmetic after
+the forwards is float64 either way. :func:`check_dtype` is the one check of a ``dtype`` argument.
+
+**float32 on CUDA.** Since Ampere, cuDNN convolutions may run float32 inputs through
+TensorFloat-32 (10-bit mantissa); torch >= 2.9 does so by default
+(``torch.backends.cudnn.conv.fp32_precision == "tf32"``), which moves logits by ~1e-3 relative
+and is far outside the project's faithfulness tolerances.
 :func:`fp32_precision` pins the choice for the duration of a call and restores the caller's
 settings afterwards.
 
@@ -23,12 +29,108 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["PRECISIONS", "fp32_precision"]
+__all__ = [
+    "DTYPES",
+    "FORWARD_DTYPES",
+    "PRECISIONS",
+    "REDUCED_DTYPES",
+    "autocast",
+    "check_dtype",
+    "check_precision",
+    "dtype_name",
+    "fp32_precision",
+    "parse_dtype",
+]
+
+DTYPES: dict[str, torch.dtype | None] = {
+    "float32": None,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+"""Forward precisions by name: ``"float32"`` (``None``: full precision, the inputs' dtype) and
+the two autocast dtypes. The names are those of a run's ``config.json``."""
+
+REDUCED_DTYPES = (torch.bfloat16, torch.float16)
+"""The dtypes a forward pass runs under autocast."""
+
+FORWARD_DTYPES = (None, torch.float32, torch.float64, *REDUCED_DTYPES)
+"""The values a ``dtype`` argument accepts: full precision (``None`` or the inputs' float32 /
+float64) or a reduced one."""
 
 PRECISIONS = ("ieee", "tf32")
 """The float32 modes: ``"ieee"`` (full float32, the default of the project) and ``"tf32"``."""
 
 _T = TypeVar("_T")
+
+
+def parse_dtype(name: str) -> torch.dtype | None:
+    """Return the forward dtype named ``name`` (a key of :data:`DTYPES`).
+
+    Raises:
+        ValueError: naming ``dtype`` and the accepted names.
+
+    Example:
+        >>> parse_dtype("bfloat16"), parse_dtype("float32")
+        (torch.bfloat16, None)
+
+    """
+    if not isinstance(name, str) or name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """Return the name of a forward dtype: ``"float32"`` for ``None`` (full precision).
+
+    ``torch.float32`` is full precision too and is named ``"float32"``.
+
+    Raises:
+        ValueError: ``dtype`` has no name in :data:`DTYPES`.
+
+    Example:
+        >>> dtype_name(None), dtype_name(torch.float16)
+        ('float32', 'float16')
+
+    """
+    if dtype is torch.float32:
+        return "float32"
+    for name, value in DTYPES.items():
+        if value is dtype:
+            return name
+    raise ValueError(
+        f"dtype must be None, torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}"
+    )
+
+
+def check_dtype(dtype: object) -> torch.dtype | None:
+    """Return ``dtype`` if it is one of :data:`FORWARD_DTYPES`, else raise a ``ValueError``."""
+    if not any(dtype is allowed for allowed in FORWARD_DTYPES):
+        raise ValueError(
+            "dtype must be None, torch.float32, torch.float64, torch.bfloat16 or "
+            f"torch.float16, got {dtype!r}"
+        )
+    return dtype
+
+
+def check_precision(mode: object) -> str:
+    """Return ``mode`` if it is one of :data:`PRECISIONS`, else raise a ``ValueError``."""
+    if mode not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {mode!r}")
+    return mode
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Return autocast to ``dtype`` on ``device`` for a reduced dtype, else a context doing nothing.
+
+    Example:
+        >>> with autocast(torch.device("cpu"), torch.bfloat16):
+        ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        torch.bfloat16
+
+    """
+    if dtype in REDUCED_DTYPES:
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    return contextlib.nullcontext()
 
 
 def _has_fp32_precision_api() -> bool:
@@ -143,8 +245,7 @@ def fp32_precision(mode: str) -> Iterator[None]:
         'ieee'
 
     """
-    if mode not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {mode!r}")
+    check_precision(mode)
     if not _has_fp32_precision_api():
         with _legacy_fp32_precision(mode):
             yield

@@ -1,7 +1,9 @@
 """Command line: ``python -m sidu_bench COMMAND``.
 
 Commands: ``evaluate``, ``list``, ``summarise``, ``compare``, ``plot``, ``report``, ``bench``,
-``train-synthetic``.
+``train-synthetic``. Library errors that name a parameter
+(:class:`~sidu_bench.errors.NamedParameterError`) are shown with the parameter as its flag
+(``dtype`` -> ``--dtype``, ``allow_model_mismatch`` -> ``--allow-model-mismatch``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,38 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 DEFAULT_EXPLAINERS = "sidu,gradcam,scorecam,rise,center,random"
 DEFAULT_OUT = Path("results/runs")
 DEFAULT_REPORT_OUT = Path("results/report")
 DEFAULT_BENCH_OUT = Path("results")
+RUN_OPTIONS = (
+    "checkpoint",
+    "root",
+    "download",
+    "target",
+    "device",
+    "dtype",
+    "precision",
+    "backend",
+    "batch_size",
+    "limit",
+    "seed",
+    "steps",
+    "step",
+)
+"""``evaluate`` flags that become :class:`~sidu_bench.runner.RunConfig` fields of the same name."""
+
+
+def flag(parameter: str) -> str:
+    """The command-line flag of a library parameter.
+
+    Example:
+        >>> flag("allow_model_mismatch")
+        '--allow-model-mismatch'
+    """
+    return "--" + parameter.replace("_", "-")
 
 
 def _names(text: str) -> list[str]:
@@ -40,7 +69,9 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from sidu.precision import DTYPES
     from sidu_bench.runner import METRICS
+    from sidu_bench.runner.config import Target
 
     parser = argparse.ArgumentParser(
         prog="python -m sidu_bench",
@@ -77,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--layer", help="explained layer (single model only)")
     evaluate.add_argument("--explainers", default=DEFAULT_EXPLAINERS, help="name[:key=value,...]")
     evaluate.add_argument("--metrics", default=",".join(METRICS), help="comma-separated metrics")
-    evaluate.add_argument("--target", choices=("pred", "label"), default="pred")
+    evaluate.add_argument("--target", choices=get_args(Target), default="pred")
     evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    evaluate.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    evaluate.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     _add_engine_options(evaluate)
     evaluate.add_argument("--batch-size", type=_positive, help="images per forward pass")
     evaluate.add_argument("--limit", type=_positive, help="first N items of the stratified order")
@@ -102,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "summarise", help="rebuild summary.csv/.md (and figures) of run folders from records.csv"
     )
     summarise.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    _add_import_option(summarise)
 
     compare = commands.add_parser("compare", help="fail (exit 1) on a faithfulness regression")
     compare.add_argument("new_run", type=Path)
@@ -116,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='JSON file with a "tolerances" object {METRIC: VALUE}, '
         "e.g. results/gates/faithfulness.json",
     )
+    _add_import_option(compare)
 
     plot = commands.add_parser("plot", help="draw a run folder's figures from its stored items")
     plot.add_argument("run_dir", type=Path)
@@ -127,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--out", type=Path, default=DEFAULT_REPORT_OUT, help="output folder (results/report)"
     )
+    _add_import_option(report)
     report.add_argument(
         "--allow-mixed-protocols", action="store_true", help="mix protocols (marks the table)"
     )
@@ -142,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--model", help="comma-separated bench models (default: per device)")
     bench.add_argument("--explainers", help="explainer specs (default: all, reduced mask counts)")
-    bench.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
+    bench.add_argument("--dtype", choices=tuple(DTYPES))
     _add_engine_options(bench)
     bench.add_argument("--channels-last", action="store_true", help="channels-last masked images")
     bench.add_argument("--images", type=_positive, default=1, help="explained images per call")
@@ -165,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_import_option(parser: argparse.ArgumentParser) -> None:
-    """``--import MODULE[,MODULE]`` (evaluate, list and bench)."""
+    """``--import MODULE[,MODULE]`` (evaluate, list, summarise, compare, report and bench)."""
     parser.add_argument(
         "--import",
         dest="imports",
@@ -187,16 +221,18 @@ def _load_plugins(args: argparse.Namespace) -> tuple[str, ...]:
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--precision`` and ``--allow-slow-dtype`` (evaluate and bench)."""
+    from sidu_bench.runner.config import Backend, Precision
+
     parser.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnxruntime"),
+        choices=get_args(Backend),
         default="auto",
         help="engine of the perturbation forwards: auto (ONNX Runtime for float32 on the CPU "
         "when installed and its export checks out, else torch), torch, onnxruntime",
     )
     parser.add_argument(
         "--precision",
-        choices=("ieee", "tf32"),
+        choices=get_args(Precision),
         default="ieee",
         help="float32 matmul/convolution precision on CUDA (ieee: true float32; tf32: faster, "
         "~1e-3 relative error); recorded in the protocol",
@@ -213,12 +249,13 @@ def _check_dtype_speed(dtype: str, device: str, *, allowed: bool) -> None:
     import torch
 
     from sidu.capability import slow_dtype_reason
+    from sidu.precision import parse_dtype
 
     if dtype == "float32" or allowed:
         return
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    reason = slow_dtype_reason(getattr(torch, dtype), device)
+    reason = slow_dtype_reason(parse_dtype(dtype), device)
     if reason is not None:
         raise ValueError(
             f"--dtype {dtype}: {reason}; use --dtype float32 (with --backend auto, the fastest "
@@ -248,19 +285,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                     explainers=tuple(_names(args.explainers)),
                     metrics=tuple(_names(args.metrics)),
                     layer=args.layer or "",
-                    checkpoint=args.checkpoint,
-                    root=args.root,
-                    download=args.download,
-                    target=args.target,
-                    device=args.device,
-                    dtype=args.dtype,
-                    precision=args.precision,
-                    backend=args.backend,
-                    batch_size=args.batch_size,
-                    limit=args.limit,
-                    seed=args.seed,
-                    steps=args.steps,
-                    step=args.step,
+                    **{name: getattr(args, name) for name in RUN_OPTIONS},
                 )
                 outcome = evaluate(
                     config,
@@ -294,6 +319,7 @@ def _list(args: argparse.Namespace) -> int:
 def _summarise(args: argparse.Namespace) -> int:
     from sidu_bench.runner.summarise_run import summarise_run
 
+    _load_plugins(args)
     for run_dir in args.run_dirs:
         summarise_run(run_dir)
         print(f"summary rebuilt in {run_dir}")
@@ -303,6 +329,7 @@ def _summarise(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from sidu_bench.compare import compare_runs, load_tolerance_file, parse_tolerances
 
+    _load_plugins(args)
     tolerances = load_tolerance_file(args.tolerance_file) if args.tolerance_file else {}
     tolerances.update(parse_tolerances(args.tolerance))
     passed, report = compare_runs(args.new_run, args.baseline_run, tolerances)
@@ -321,6 +348,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from sidu_bench.report import build_report, expand_run_dirs
 
+    _load_plugins(args)
     written = build_report(
         expand_run_dirs(args.run_dirs),
         out=args.out,
@@ -377,7 +405,7 @@ def _bench_line(row: object) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sidu_bench.models import train_synthetic
+    from sidu_bench.training import train_synthetic
 
     result = train_synthetic(args.out, seed=args.seed)
     print(result)
@@ -403,8 +431,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from sidu_bench.errors import NamedParameterError
+
     try:
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = error.spelled(flag) if isinstance(error, NamedParameterError) else str(error)
+        print(f"error: {message}", file=sys.stderr)
         return 2

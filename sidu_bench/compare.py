@@ -1,8 +1,10 @@
 """Compare a fresh run's summary with a baseline run: the CI gate on faithfulness.
 
-Tolerances are absolute and one-sided, in each metric's bad direction: a metric where higher is
-better regresses when ``new < baseline - tolerance``; deletion AUC (lower is better) regresses
-when ``new > baseline + tolerance``. An explainer of the baseline missing from the new run, or a
+Every ``summary.csv`` statistic of the registered metrics is gated
+(:func:`sidu_bench.metrics.summary_statistics`). Tolerances are absolute and one-sided, in each
+statistic's bad direction: where higher is better it regresses when
+``new < baseline - tolerance``; where lower is better (deletion AUC) when
+``new > baseline + tolerance``. An explainer of the baseline missing from the new run, or a
 metric that was scored before and is not now, is a failure. The tolerances come from
 ``--tolerance METRIC=VALUE`` (:func:`parse_tolerances`) or a JSON tolerance file
 (:func:`load_tolerance_file`; the CI gate's is ``results/gates/faithfulness.json``).
@@ -16,18 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from sidu_bench.runner.storage import read_json
+from sidu_bench.io import read_json
+from sidu_bench.metrics import summary_statistics
 
 SUMMARY_FILE = "summary.csv"
-HIGHER_IS_BETTER = {
-    "pointing_game": True,
-    "pointing_game_hit_rate": True,
-    "pointing_game_center_miss": True,
-    "energy_pointing_game": True,
-    "region_auc": True,
-    "insertion_auc": True,
-    "deletion_auc": False,
-}
 DEFAULT_TOLERANCE = 1e-6
 """Repeatability of AUCs across batching (DESIGN.md, protocol item 12)."""
 TOLERANCES_KEY = "tolerances"
@@ -51,18 +45,24 @@ class Comparison:
         return self.status in ("regression", "missing")
 
 
+def gated_metrics() -> list[str]:
+    """The statistics the gate compares: every ``summary.csv`` statistic, in table order."""
+    return [statistic.name for statistic in summary_statistics()]
+
+
 def parse_tolerances(text: str | None) -> dict[str, float]:
     """Parse ``METRIC=VALUE[,METRIC=VALUE]`` into a dict, checking names and values."""
     tolerances: dict[str, float] = {}
     if not text:
         return tolerances
+    names = gated_metrics()
     for part in text.split(","):
         name, sep, value = part.partition("=")
         name = name.strip()
-        if not sep or name not in HIGHER_IS_BETTER:
+        if not sep or name not in names:
             raise ValueError(
                 f"--tolerance entry {part!r} must be METRIC=VALUE with METRIC one of "
-                f"{', '.join(HIGHER_IS_BETTER)}"
+                f"{', '.join(names)}"
             )
         try:
             tolerances[name] = float(value)
@@ -78,8 +78,8 @@ def parse_tolerances(text: str | None) -> dict[str, float]:
 def load_tolerance_file(path: Path) -> dict[str, float]:
     """Read the absolute tolerances of a JSON tolerance file.
 
-    The file is a JSON object whose ``"tolerances"`` entry maps gated metric names (the keys of
-    :data:`HIGHER_IS_BETTER`) to non-negative finite numbers; other top-level entries (how the
+    The file is a JSON object whose ``"tolerances"`` entry maps gated metric names
+    (:func:`gated_metrics`) to non-negative finite numbers; other top-level entries (how the
     tolerances were measured, the commands) are ignored. Metrics it leaves out keep
     :data:`DEFAULT_TOLERANCE`.
 
@@ -111,12 +111,11 @@ def load_tolerance_file(path: Path) -> dict[str, float]:
             "mapping metric names to numbers"
         )
     tolerances: dict[str, float] = {}
+    names = gated_metrics()
     for name, value in content[TOLERANCES_KEY].items():
         entry = f"tolerance file {path}: entry {name!r}: {value!r}"
-        if name not in HIGHER_IS_BETTER:
-            raise ValueError(
-                f"{entry}: unknown metric, expected one of {', '.join(HIGHER_IS_BETTER)}"
-            )
+        if name not in names:
+            raise ValueError(f"{entry}: unknown metric, expected one of {', '.join(names)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{entry}: the tolerance must be a number")
         if not (math.isfinite(value) and value >= 0):
@@ -145,7 +144,8 @@ def compare_summaries(
     """Compare every (explainer, metric) of the baseline with the new run."""
     cells = []
     for explainer in baseline.index:
-        for metric, higher in HIGHER_IS_BETTER.items():
+        for statistic in summary_statistics():
+            metric, higher = statistic.name, statistic.higher_is_better
             if metric not in baseline.columns:
                 continue
             old = float(baseline.at[explainer, metric])

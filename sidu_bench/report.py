@@ -11,7 +11,8 @@ Runs share a table only if the ``protocol`` objects of their ``config.json`` agr
 version is shown, not compared; the input size may differ). ``allow_mixed_protocols`` lets
 disagreeing runs in and marks the table.
 
-The ranking rule is :data:`RANKING_RULE`.
+The metrics, their directions and which are ranked come from the registered metric descriptions
+(:func:`sidu_bench.metrics.summary_statistics`); the ranking rule is :func:`ranking_rule`.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sidu_bench.compare import HIGHER_IS_BETTER, read_summary
+from sidu_bench.compare import read_summary
+from sidu_bench.io import atomic_write_text
+from sidu_bench.metrics import get_statistic, summary_statistics
 from sidu_bench.runner.config import differing_fields, read_config
 from sidu_bench.runner.figures import pyplot_or_none, save_png
-from sidu_bench.runner.storage import atomic_write_text
 from sidu_bench.runner.summary import compare_pair, family_size, format_cell, with_verdicts
 from sidu_bench.stats import FAMILYWISE_ALPHA, VERDICT_BETTER, VERDICT_WORSE
 
@@ -38,24 +40,8 @@ log = logging.getLogger(__name__)
 
 RECORDS_FILE = "records.csv"
 PAIRS_FILE = "report_pairs.csv"
-REPORT_METRICS = (
-    "pointing_game",
-    "pointing_game_center_miss",
-    "energy_pointing_game",
-    "region_auc",
-    "insertion_auc",
-    "deletion_auc",
-    "seconds_per_image",
-)
-"""Metric columns of the report, in table order."""
-RANKED_METRICS = {
-    "pointing_game": "pointing_game_hit_rate",
-    "energy_pointing_game": "energy_pointing_game",
-    "region_auc": "region_auc",
-    "insertion_auc": "insertion_auc",
-    "deletion_auc": "deletion_auc",
-}
-"""Report metric -> the per-item metric of the paired comparisons it is ranked on."""
+SECONDS = "seconds_per_image"
+"""The cost column of the report (after the metrics; not ranked)."""
 PAIR_COLUMNS = (
     "dataset",
     "model",
@@ -93,22 +79,41 @@ REPORT_COLUMNS = (
     "mixed_protocols",
 )
 """Columns of ``report.csv`` (long format, one row per cell)."""
-RANKING_RULE = (
-    "Per (data set, model) and metric, explainers are ordered by their summary mean (best "
-    "first; lower is better for deletion AUC). Every pair is compared on the items both score "
-    "by a two-sided paired sign-flip permutation test of the mean per-item difference, "
-    "Holm-adjusted over all pairs x ranked metrics of the (data set, model) at family-wise "
-    f"{FAMILYWISE_ALPHA}; one is significantly better than the other only when that adjusted p "
-    f'is at most {FAMILYWISE_ALPHA} ("no significant difference" and "n too small" separate '
-    "nothing). A rank boundary goes before position p only if every explainer before p is "
-    "significantly better than every explainer from p on; an explainer's rank is 1 + the number "
-    "of explainers above its boundary. So an explainer is ranked above another only if it is "
-    "significantly better, and explainers that cannot be separated share a rank. The pointing "
-    "game is ranked on per-item hits (its per-class mean is not a per-item quantity); the "
-    "center-miss pointing game and seconds per image are not ranked. Every pair's difference, "
-    f"CI, p, Holm p and verdict are in {PAIRS_FILE}."
-)
-"""How ``rank`` is decided (written into ``report.md``)."""
+
+
+def report_metrics() -> list[str]:
+    """Metric columns of the report, in table order: the statistics it shows, then the cost."""
+    return [statistic.name for statistic in summary_statistics() if statistic.in_report] + [SECONDS]
+
+
+def ranked_metrics() -> dict[str, str]:
+    """Report metric -> the per-item statistic of the paired comparisons it is ranked on."""
+    return {
+        statistic.name: statistic.ranking
+        for statistic in summary_statistics()
+        if statistic.in_report and statistic.ranking is not None
+    }
+
+
+def ranking_rule() -> str:
+    """How ``rank`` is decided (written into ``report.md``)."""
+    lower = " and ".join(s.label for s in summary_statistics() if not s.higher_is_better)
+    direction = f"best first; lower is better for {lower}" if lower else "best first"
+    return (
+        "Per (data set, model) and metric, explainers are ordered by their summary mean "
+        f"({direction}). Every pair is compared on the items both score "
+        "by a two-sided paired sign-flip permutation test of the mean per-item difference, "
+        "Holm-adjusted over all pairs x ranked metrics of the (data set, model) at family-wise "
+        f"{FAMILYWISE_ALPHA}; one is significantly better than the other only when that adjusted "
+        f'p is at most {FAMILYWISE_ALPHA} ("no significant difference" and "n too small" separate '
+        "nothing). A rank boundary goes before position p only if every explainer before p is "
+        "significantly better than every explainer from p on; an explainer's rank is 1 + the "
+        "number of explainers above its boundary. So an explainer is ranked above another only if "
+        "it is significantly better, and explainers that cannot be separated share a rank. The "
+        "pointing game is ranked on per-item hits (its per-class mean is not a per-item "
+        "quantity); the center-miss pointing game and seconds per image are not ranked. Every "
+        f"pair's difference, CI, p, Holm p and verdict are in {PAIRS_FILE}."
+    )
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,7 @@ def protocol_mismatches(runs: Sequence[RunFolder]) -> list[str]:
     first = runs[0]
     lines = []
     for run in runs[1:]:
-        fields = differing_fields(first.protocol, run.protocol)
+        fields = [f"protocol.{name}" for name in differing_fields(first.protocol, run.protocol)]
         if fields:
             lines.append(f"{run.path} differs from {first.path} in {', '.join(fields)}")
     return lines
@@ -268,13 +273,13 @@ def pair_comparisons(records: pd.DataFrame, explainers: list[str], *, seed: int)
         compare_pair(records, later, earlier, metric, seed=seed)
         for position, earlier in enumerate(explainers)
         for later in explainers[position + 1 :]
-        for metric in RANKED_METRICS.values()
+        for metric in ranked_metrics().values()
     ]
     return with_verdicts(pd.DataFrame(rows))
 
 
 def rankings(pairs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """Rank of every explainer per ranked report metric (:data:`RANKING_RULE`).
+    """Rank of every explainer per ranked report metric (:func:`ranking_rule`).
 
     Args:
         pairs: :func:`pair_comparisons` of the row.
@@ -287,9 +292,9 @@ def rankings(pairs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, 
         elif row.verdict == VERDICT_WORSE:
             better.add((row.metric, row.reference, row.explainer))
     result = {}
-    for metric, paired in RANKED_METRICS.items():
+    for metric, paired in ranked_metrics().items():
         means = summary[paired].astype(float).dropna()
-        sign = 1.0 if HIGHER_IS_BETTER[paired] else -1.0
+        sign = 1.0 if get_statistic(paired).higher_is_better else -1.0
         order = sorted(means.index, key=lambda label, m=means: (-sign * m[label], str(label)))
         wins = {(winner, loser) for name, winner, loser in better if name == paired}
         result[metric] = rank_groups([str(label) for label in order], wins)
@@ -320,8 +325,8 @@ def _mapping(value: object) -> dict:
 def _cells(run: RunFolder, ranks: dict[str, dict[str, int]]) -> list[dict[str, object]]:
     rows = []
     for explainer, summary in run.summary.iterrows():
-        for metric in REPORT_METRICS:
-            if metric == "seconds_per_image":
+        for metric in report_metrics():
+            if metric == SECONDS:
                 low = high = float("nan")
                 n = summary["n_images"]
             else:
@@ -411,13 +416,21 @@ def _header(runs: Sequence[RunFolder], mismatches: Sequence[str]) -> list[str]:
     lines += [f"- **protocol id(s)**: {', '.join(ids)}", "", "## Protocol", ""]
     lines += _flatten(runs[0].protocol)
     lines += ["", "## Run folders", ""]
-    lines += ["| run folder | data set | model | sidu-bench | protocol id | device |"]
-    lines += ["|---|---|---|---|---|---|"]
+    lines += [
+        "Device and forward backend are environment, not protocol (they change results only "
+        "within float tolerance), so runs that differ in them share a table; they are shown here.",
+        "",
+        "| run folder | data set | model | sidu-bench | protocol id | device | backend |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for run in runs:
-        device = (run.config.get("environment") or {}).get("device_name", "")
+        environment = run.config.get("environment") or {}
+        device = environment.get("device_name", "")
+        kind = run.config.get("device") or environment.get("device") or ""
+        backend = (environment.get("backend") or {}).get("name", "torch (protocol 1)")
         lines.append(
             f"| {run.path} | {run.key[0]} | {run.key[1]} | {run.version} | "
-            f"{protocol_id(run.protocol)} | {device} |"
+            f"{protocol_id(run.protocol)} | {kind} {device} | {backend} |"
         )
     return lines
 
@@ -425,10 +438,11 @@ def _header(runs: Sequence[RunFolder], mismatches: Sequence[str]) -> list[str]:
 def _metric_section(table: pd.DataFrame, metric: str) -> list[str]:
     part = table[table["metric"] == metric]
     explainers = list(dict.fromkeys(part["explainer"]))
-    direction = "lower is better" if metric == "deletion_auc" else "higher is better"
-    if metric == "seconds_per_image":
-        direction = "mean seconds per image; n = images"
-    fmt = "{:.3g}" if metric == "seconds_per_image" else "{:.3f}"
+    if metric == SECONDS:
+        direction, fmt = "mean seconds per image; n = images", "{:.3g}"
+    else:
+        better = get_statistic(metric).higher_is_better
+        direction, fmt = ("higher" if better else "lower") + " is better", "{:.3f}"
     lines = ["", f"### {metric} ({direction})", ""]
     lines.append("| data set | model | " + " | ".join(explainers) + " |")
     lines.append("|---|---|" + "---|" * len(explainers))
@@ -459,7 +473,7 @@ def _ranking_section(table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
     lines += ["", "| data set | model | metric | ranking |", "|---|---|---|---|"]
     ranked = table[table["rank"].notna()].sort_values("rank", kind="stable")
     for (dataset, model), row in ranked.groupby(["dataset", "model"], sort=False):
-        for metric in RANKED_METRICS:
+        for metric in ranked_metrics():
             part = row[row["metric"] == metric]
             order = " · ".join(f"{cell.rank}. {cell.explainer}" for cell in part.itertuples())
             lines.append(f"| {dataset} | {model} | {metric} | {order} |")
@@ -476,10 +490,10 @@ def report_markdown(
     lines = _header(runs, mismatches)
     lines += ["", "## Cross tables", "", "Mean [95 % bootstrap CI] (n scored), from each run's"]
     lines += ["own summary.csv."]
-    for metric in REPORT_METRICS:
+    for metric in report_metrics():
         lines += _metric_section(table, metric)
     lines += _ranking_section(table, pairs)
-    lines += ["", f"Ranking rule: {RANKING_RULE}"]
+    lines += ["", f"Ranking rule: {ranking_rule()}"]
     return "\n".join(lines) + "\n"
 
 

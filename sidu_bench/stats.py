@@ -113,51 +113,47 @@ def bootstrap_mean(
     return Estimate(mean, *_interval(means, confidence), n)
 
 
-def bootstrap_class_mean(
-    values: Sequence[float] | np.ndarray,
-    categories: Sequence[str],
+def stratified_interval(
+    groups: Sequence[Sequence[float] | np.ndarray],
     *,
     seed: int,
     resamples: int = RESAMPLES,
     confidence: float = CONFIDENCE,
-) -> Estimate:
-    """Mean over categories of the per-category mean (TorchRay's pointing-game score), with CI.
+) -> tuple[float, float]:
+    """Percentile-bootstrap CI of the mean over groups of the per-group mean, stratified.
 
-    The bootstrap is stratified: each resample redraws, within every category, as many items as
-    it has, so every category keeps its weight ``1 / n_categories``. A category with a single
-    item never varies under that scheme, so the CI would shrink to nothing: when any category
-    has fewer than two items the CI is undefined (NaN) and only the mean is reported.
+    The CI of TorchRay's per-class pointing-game score (its point estimate is
+    :func:`sidu_bench.metrics.localisation_summary`'s ``per_class_mean``). Each resample
+    redraws, within every group and in the given order, as many values as the group has, from
+    one generator seeded with ``seed``, so every group keeps its weight ``1 / n_groups``. A
+    group with a single value never varies under that scheme, so the CI would shrink to
+    nothing: when any group has fewer than two values (or there is none) the CI is undefined.
 
     Args:
-        values: one number per scored item (e.g. 1.0 for a hit, 0.0 for a miss).
-        categories: the data set category of each item.
+        groups: the values of each group (e.g. 1.0 for a hit, 0.0 for a miss), groups in a
+            fixed order (e.g. sorted category names).
         seed: the bootstrap's seed.
         resamples: number of bootstrap resamples.
         confidence: CI level.
 
     Returns:
-        The :class:`Estimate`; ``n`` is the number of items.
+        ``(low, high)``, NaN when undefined.
+
+    Example:
+        >>> stratified_interval([[1.0, 1.0], [0.0, 0.0]], seed=0)
+        (0.5, 0.5)
     """
-    array = _clean(values, "values")
-    labels = np.asarray(categories, dtype=object)
-    if labels.shape != array.shape:
-        raise ValueError(
-            f"categories must have one entry per value ({array.size}), got {labels.size}"
-        )
-    if array.size == 0:
-        return Estimate(float("nan"), float("nan"), float("nan"), 0)
-    groups = [array[labels == name] for name in sorted(set(labels.tolist()))]
-    mean = float(np.mean([group.mean() for group in groups]))
-    if min(group.size for group in groups) < 2:
-        return Estimate(mean, float("nan"), float("nan"), int(array.size))
+    arrays = [_clean(group, "each group") for group in groups]
+    if not arrays or min(array.size for array in arrays) < 2:
+        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     per_group = np.stack(
         [
-            group[rng.integers(0, group.size, size=(resamples, group.size))].mean(axis=1)
-            for group in groups
+            array[rng.integers(0, array.size, size=(resamples, array.size))].mean(axis=1)
+            for array in arrays
         ]
     )
-    return Estimate(mean, *_interval(per_group.mean(axis=0), confidence), int(array.size))
+    return _interval(per_group.mean(axis=0), confidence)
 
 
 def paired_difference(

@@ -12,31 +12,16 @@ import math
 import numpy as np
 import scipy.ndimage
 import scipy.stats
+import sidu_models
 import torch
 from torch import nn
 
 # --- tiny seeded models -------------------------------------------------------------------------
 
 
-class TinyCNN(nn.Module):
-    """Two convolutions, average pooling and a linear head: fast enough for per-step loops."""
-
-    def __init__(self, n_classes: int = 5, width: int = 8) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
-        self.conv2 = nn.Conv2d(width, width, 3, stride=2, padding=1)
-        self.head = nn.Linear(width, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x))
-        x = torch.relu(self.conv2(x))
-        return self.head(x.mean(dim=(2, 3))) * 4.0
-
-
-def tiny_cnn(seed: int, n_classes: int = 5) -> TinyCNN:
-    """A TinyCNN with seeded random weights, in eval mode."""
-    torch.manual_seed(seed)
-    return TinyCNN(n_classes).eval()
+def tiny_cnn(seed: int, n_classes: int = 5) -> nn.Module:
+    """The suite's seeded tiny CNN (``sidu_models.tiny_cnn``) in float32, in eval mode."""
+    return sidu_models.tiny_cnn(seed=seed, channels=8, classes=n_classes, dtype=torch.float32)
 
 
 class PixelSumModel(nn.Module):

@@ -1,4 +1,4 @@
-"""Tiny seeded classifiers for the SIDU tests."""
+"""The suite's tiny seeded models, and a check that an explainer left a model as it found it."""
 
 from __future__ import annotations
 
@@ -36,3 +36,51 @@ def tiny_backbone(*, seed: int, channels: int = 5, dtype=torch.float64) -> nn.Se
         nn.ReLU(),
     )
     return model.to(dtype).eval()
+
+
+def explained_case(dtype=torch.float64) -> tuple[nn.Sequential, torch.Tensor]:
+    """The contract tests' classifier (8 channels at layer '3', 5 classes) and 3 images 12 x 10."""
+    model = tiny_cnn(seed=2, channels=8, dtype=dtype)
+    images = torch.randn(3, 3, 12, 10, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    return model, images
+
+
+def explain_checked(
+    spec: str, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ids, **settings
+):
+    """Build explainer ``spec`` on layer '3'; return it and its maps, checked against the
+    interface: the canonical label, maps ``[B, H, W]`` float32 and finite."""
+    from sidu_bench.explainers import get_explainer
+
+    explainer = get_explainer(spec, model, "3", **settings)
+    assert explainer.label == spec
+    maps = explainer(images, targets, ids)
+    assert maps.shape == (images.shape[0], *images.shape[-2:])
+    assert maps.dtype == torch.float32
+    assert bool(torch.isfinite(maps).all())
+    return explainer, maps
+
+
+def snapshot(model: nn.Module) -> dict[str, object]:
+    """Everything an explainer must leave as it was: modes, state, grad flags, devices."""
+    return {
+        "training": [m.training for m in model.modules()],
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "device": [p.device for p in model.parameters()],
+    }
+
+
+def assert_untouched(model: nn.Module, before: dict[str, object]) -> None:
+    """Assert that ``model`` matches its :func:`snapshot` ``before``: no hook, no ``.grad``."""
+    after = snapshot(model)
+    assert after["training"] == before["training"]
+    assert after["requires_grad"] == before["requires_grad"]
+    assert after["device"] == before["device"]
+    for key, value in before["state"].items():
+        assert torch.equal(after["state"][key], value), key
+    for module in model.modules():
+        assert not module._forward_hooks
+        assert not module._forward_pre_hooks
+        assert not module._backward_hooks
+    assert all(p.grad is None for p in model.parameters())

@@ -24,15 +24,11 @@ from sidu_bench.bench import (
     peer_label,
     read_bench_csv,
     read_bench_rows,
+    resolve_bench_device,
     write_tables,
 )
 from sidu_bench.bench import run as bench_run
-from sidu_bench.bench.run import (
-    _peer_skip_reason,
-    pytorch_sidu_memory_estimate,
-    resolve_bench_device,
-    run_bench,
-)
+from sidu_bench.bench.run import _peer_skip_reason, pytorch_sidu_memory_estimate, run_bench
 from sidu_bench.bench.table import ADDED_COLUMNS
 from sidu_bench.cli import main
 from sidu_bench.perf import Ceiling
@@ -369,7 +365,7 @@ def test_bench_config_names_a_bad_backend_precision_or_dtype():
 
 def test_rows_say_the_precision_they_ran_at(monkeypatch):
     ceiling = Ceiling(100.0, 8, {8: 100.0}, engine="torch-channels-last")
-    model = BENCH_MODELS["resnet18"]
+    model = BENCH_MODELS.get("resnet18")
 
     def start(config, kind):
         return BenchRow.start(

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 import torch
-from sidu_models import tiny_cnn
+from sidu_models import assert_untouched, explain_checked, explained_case, snapshot
 
 from sidu_bench import cli, plugins
 from sidu_bench.explainers import get_explainer, item_seed, list_explainers, parse_spec
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 IDS = ["a", "b", "c"]
 TARGETS = torch.tensor([2, 0, 4])
-
-
-def setup(dtype=torch.float64):
-    model = tiny_cnn(seed=2, channels=8, dtype=dtype)
-    images = torch.randn(3, 3, 12, 10, dtype=dtype, generator=torch.Generator().manual_seed(3))
-    return model, images
 
 
 def captum_attr():
@@ -73,7 +67,7 @@ def test_bad_options_are_named(spec, message):
 
 def test_missing_captum_gives_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "captum.attr", None)
-    model, _ = setup()
+    model, _ = explained_case()
     with pytest.raises(ValueError, match=r"'captum.Saliency' needs the optional package captum"):
         get_explainer("captum.Saliency", model)
 
@@ -101,7 +95,7 @@ def test_reduce_channels_matches_plain_loops():
 @pytest.mark.parametrize("rule", ["abs_sum", "sum", "max_abs"])
 def test_saliency_and_integrated_gradients_equal_captums_attribute(dtype, rule):
     attr = captum_attr()
-    model, images = setup(dtype)
+    model, images = explained_case(dtype)
     saliency = get_explainer(f"captum.Saliency:reduce={rule}", model)(images, TARGETS, IDS)
     ig = get_explainer(f"captum.IntegratedGradients:reduce={rule}", model)(images, TARGETS, IDS)
     inputs = images.clone().requires_grad_(True)
@@ -116,7 +110,7 @@ def test_saliency_and_integrated_gradients_equal_captums_attribute(dtype, rule):
 
 def test_saliency_is_the_plain_input_gradient():
     captum_attr()
-    model, images = setup()
+    model, images = explained_case()
     maps = get_explainer("captum.Saliency", model)(images, TARGETS, IDS)
     for index, target in enumerate(TARGETS.tolist()):
         x = images[index : index + 1].clone().requires_grad_(True)
@@ -127,7 +121,7 @@ def test_saliency_is_the_plain_input_gradient():
 
 def test_integrated_gradients_riemann_right_with_blur_baseline_is_the_plain_sum():
     captum_attr()
-    model, images = setup()
+    model, images = explained_case()
     steps = 6
     spec = (
         f"captum.IntegratedGradients:n_steps={steps},method=riemann_right,baseline=blur,reduce=sum"
@@ -148,7 +142,7 @@ def test_integrated_gradients_riemann_right_with_blur_baseline_is_the_plain_sum(
 @pytest.mark.parametrize(("window", "stride"), [(3, 0), (4, 3)])
 def test_occlusion_is_the_plain_sliding_window(window, stride):
     captum_attr()
-    model, images = setup()
+    model, images = explained_case()
     spec = f"captum.Occlusion:window={window},stride={stride},reduce=sum"
     maps = get_explainer(spec, model, batch_size=5)(images, TARGETS, IDS)
     step = stride or window
@@ -174,7 +168,7 @@ def test_occlusion_is_the_plain_sliding_window(window, stride):
 
 def test_occlusion_window_larger_than_the_image_is_named():
     captum_attr()
-    model, images = setup()
+    model, images = explained_case()
     with pytest.raises(ValueError, match=r"window=15 exceeds the image size 12x10"):
         get_explainer("captum.Occlusion", model)(images, TARGETS, IDS)
 
@@ -182,7 +176,7 @@ def test_occlusion_window_larger_than_the_image_is_named():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_layer_grad_cam_equals_the_builtin_gradcam(dtype):
     captum_attr()
-    model, images = setup(dtype)
+    model, images = explained_case(dtype)
     ours = get_explainer("captum.LayerGradCam", model, "3")(images, TARGETS, IDS)
     builtin = get_explainer("gradcam", model, "3")(images, TARGETS, IDS)
     torch.testing.assert_close(ours, builtin, rtol=0, atol=1e-6 if dtype == torch.float64 else 1e-5)
@@ -191,7 +185,7 @@ def test_layer_grad_cam_equals_the_builtin_gradcam(dtype):
 
 def test_smoothgrad_is_seeded_per_item_and_equals_noise_tunnel():
     attr = captum_attr()
-    model, images = setup()
+    model, images = explained_case()
     explainer = get_explainer("captum.SmoothGrad:samples=20", model, seed=7)
     state = torch.random.get_rng_state()
     maps = explainer(images, TARGETS, IDS)
@@ -220,51 +214,31 @@ def test_smoothgrad_is_seeded_per_item_and_equals_noise_tunnel():
         torch.testing.assert_close(maps[index], expected, rtol=0, atol=1e-6)
 
 
-def snapshot(model):
-    return {
-        "training": [m.training for m in model.modules()],
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-    }
-
-
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_contract_batch_invariance_and_no_trace(name):
     captum_attr()
-    model, images = setup()
+    model, images = explained_case()
     model.train()
     before = snapshot(model)
-    explainer = get_explainer(SPECS[name], model, "3", seed=1, batch_size=4)
-    assert explainer.label == SPECS[name]
-    maps = explainer(images, TARGETS, IDS)
-    assert maps.shape == (3, 12, 10)
-    assert maps.dtype == torch.float32
-    assert bool(torch.isfinite(maps).all())
+    explainer, maps = explain_checked(
+        SPECS[name], model, images, TARGETS, IDS, seed=1, batch_size=4
+    )
     assert float(maps.abs().amax()) > 0
     alone = explainer(images[2:], TARGETS[2:], IDS[2:])
     torch.testing.assert_close(alone, maps[2:], rtol=0, atol=1e-7)
-    after = snapshot(model)
-    assert after["training"] == before["training"]
-    assert after["requires_grad"] == before["requires_grad"]
-    for key, value in before["state"].items():
-        assert torch.equal(after["state"][key], value), key
-    for module in model.modules():
-        assert not module._forward_hooks
-        assert not module._forward_pre_hooks
-        assert not module._backward_hooks
-    assert all(p.grad is None for p in model.parameters())
+    assert_untouched(model, before)
 
 
 def test_targets_outside_the_classes_are_named():
     captum_attr()
-    model, images = setup()
+    model, images = explained_case()
     with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
         get_explainer("captum.Saliency", model)(images, torch.tensor([0, 1, 9]), IDS)
 
 
 def test_provenance_names_captum_and_its_version():
     captum = pytest.importorskip("captum")
-    model, _ = setup()
+    model, _ = explained_case()
     record = plugins.provenance(get_explainer("captum.Occlusion:window=5", model))
     assert record["label"] == "captum.Occlusion:window=5"
     assert record["options"] == {"window": 5, "stride": 0, "baseline": "zeros", "reduce": "abs_sum"}

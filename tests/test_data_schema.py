@@ -12,7 +12,8 @@ from fixtures_data import (
     standard_voc,
 )
 
-from sidu_bench.data import Item, ItemDataset, Skipped, get_dataset, list_datasets
+from sidu_bench.data import Item, ItemDataset, Preprocessing, Skipped, get_dataset, list_datasets
+from sidu_bench.data.images import preprocess
 
 BUILDERS = {
     "caltech101": standard_caltech,
@@ -65,3 +66,49 @@ def test_unknown_data_set_lists_close_names():
         get_dataset("caltech", None, fake_spec())
     with pytest.raises(ValueError, match=r"imagenet-val"):
         get_dataset("imagenet_val", None, fake_spec())
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_a_data_set_takes_a_transform_and_class_names_without_a_model(tmp_path, name):
+    """Any transform and class list will do: no ModelSpec is needed to build a data set."""
+
+    def transform(image):
+        small = torch.nn.functional.interpolate(image[None].float(), size=(5, 7), mode="area")
+        return small[0] * 2.0
+
+    preparation = Preprocessing(transform, class_names=("x", "y"))
+    root = BUILDERS[name](tmp_path)
+    dataset = get_dataset(name, root, preparation, **OPTIONS.get(name, {}))
+    reference = get_dataset(name, root, fake_spec(input_size=12), **OPTIONS.get(name, {}))
+    assert dataset.item_ids == reference.item_ids
+    assert not dataset.label_space
+    item = dataset[0]
+    assert item.image.shape == (3, 5, 7)
+    assert item.label == reference[0].label
+
+
+def test_preprocessing_for_a_model_is_the_models_squash_and_normalisation():
+    spec = fake_spec(input_size=9)
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, 20, 31), dtype=torch.uint8, generator=generator)
+    transform = Preprocessing.for_model(spec).transform
+    expected = preprocess(image, size=9, mean=spec.mean, std=spec.std, interpolation="bilinear")
+    assert torch.equal(transform(image), expected)
+    assert Preprocessing.for_model(spec).class_names == spec.class_names
+
+
+@pytest.mark.parametrize(
+    ("model_classes", "model_space", "classes", "space", "expected"),
+    [
+        (("a", "b", "c"), "abc", ("p", "q", "r"), "abc", (True, {"p": 0, "q": 1, "r": 2})),
+        (("a", "b", "c"), "abc", ("p", "q"), "abc", (False, {"p": 0, "q": 1})),
+        (("a", "b", "c"), None, ("c", "a"), None, (True, {"c": 2, "a": 0})),
+        (("a", "b", "c"), None, ("c", "d"), "other", (False, {"c": 0, "d": 1})),
+        (("a", "b"), "xy", (), "xy", (False, {})),
+    ],
+)
+def test_labels_are_the_models_when_spaces_or_names_agree(
+    model_classes, model_space, classes, space, expected
+):
+    preparation = Preprocessing(lambda image: image, model_classes, model_space)
+    assert preparation.labels(classes, class_space=space) == expected

@@ -7,14 +7,9 @@ import torch
 from fixtures_data import fake_spec
 
 from sidu_bench.data import get_dataset
-from sidu_bench.data.synthetic import (
-    CLASS_NAMES,
-    CLASS_SPACE,
-    HOLDOUT_START,
-    TRAIN_START,
-    render,
-    render_batch,
-)
+from sidu_bench.data.synthetic import HOLDOUT_START, TRAIN_START, render, render_batch
+from sidu_bench.domains import SHAPES_CLASS_NAMES as CLASS_NAMES
+from sidu_bench.domains import SHAPES_CLASS_SPACE as CLASS_SPACE
 
 
 def test_render_is_deterministic_in_seed_and_index():

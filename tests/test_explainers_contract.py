@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from sidu_models import tiny_cnn
+from sidu_models import assert_untouched, explain_checked, explained_case, snapshot
 
 import sidu
 from sidu_bench.explainers import get_explainer, list_explainers
@@ -23,44 +23,12 @@ def test_every_registered_explainer_is_covered():
     assert sorted(SPECS) == [n for n in list_explainers() if not n.startswith("captum.")]
 
 
-def setup(dtype=torch.float64):
-    model = tiny_cnn(seed=2, channels=8, dtype=dtype)
-    images = torch.randn(3, 3, 12, 10, dtype=dtype, generator=torch.Generator().manual_seed(3))
-    return model, images
-
-
-def snapshot(model):
-    return {
-        "training": [m.training for m in model.modules()],
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "device": [p.device for p in model.parameters()],
-    }
-
-
-def assert_untouched(model, before):
-    after = snapshot(model)
-    assert after["training"] == before["training"]
-    assert after["requires_grad"] == before["requires_grad"]
-    assert after["device"] == before["device"]
-    for key, value in before["state"].items():
-        assert torch.equal(after["state"][key], value), key
-    for module in model.modules():
-        assert not module._forward_hooks
-        assert not module._forward_pre_hooks
-        assert not module._backward_hooks
-    assert all(p.grad is None for p in model.parameters())
-
-
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_contract_and_batch_invariance(name):
-    model, images = setup()
-    explainer = get_explainer(SPECS[name], model, "3", seed=1, batch_size=16)
-    assert explainer.label == SPECS[name]
-    maps = explainer(images, TARGETS, IDS)
-    assert maps.shape == (3, 12, 10)
-    assert maps.dtype == torch.float32
-    assert bool(torch.isfinite(maps).all())
+    model, images = explained_case()
+    explainer, maps = explain_checked(
+        SPECS[name], model, images, TARGETS, IDS, seed=1, batch_size=16
+    )
     assert float(maps.amax(dim=(1, 2)).min()) > 0
     for b in range(3):
         single = explainer(images[b : b + 1], TARGETS[b : b + 1], IDS[b : b + 1])
@@ -69,7 +37,7 @@ def test_contract_and_batch_invariance(name):
 
 @pytest.mark.parametrize("name", ["gradcam", "rise", "scorecam", "sidu"])
 def test_model_left_as_it_was(name):
-    model, images = setup(torch.float32)
+    model, images = explained_case(torch.float32)
     model.train()
     model[2].eval()  # deliberately mixed modes
     before = snapshot(model)
@@ -87,7 +55,7 @@ def test_model_left_as_it_was(name):
 
 
 def test_explained_in_eval_mode():
-    model, images = setup()
+    model, images = explained_case()
     reference = get_explainer("gradcam", model, "3")(images, TARGETS, IDS)
     model.append(torch.nn.Dropout(0.9))  # would randomise logits in train mode
     model.train()
@@ -98,9 +66,24 @@ def test_explained_in_eval_mode():
 
 
 def test_sidu_entry_is_sidu():
-    model, images = setup()
+    model, images = explained_case()
     ours = get_explainer("sidu:threshold=0.05,kernel_width=0.3", model, "3")(images, TARGETS, IDS)
     direct = sidu.SIDU(model, "3", threshold=0.05, kernel_width=0.3)(images, TARGETS)
     torch.testing.assert_close(ours, direct.float(), atol=0, rtol=0)
     default = get_explainer("sidu", model, "3")(images, TARGETS, IDS)
     assert (default - ours).abs().max() > 1e-3, "options reach SIDU"
+
+
+@pytest.mark.parametrize("name", ["gradcam", "rise", "scorecam", "sidu"])
+def test_images_are_scanned_for_nan_once_per_call(name, monkeypatch):
+    model, images = explained_case()
+    scans = []
+    isfinite = torch.isfinite
+
+    def counting(tensor):
+        scans.append(tensor is images)
+        return isfinite(tensor)
+
+    monkeypatch.setattr(torch, "isfinite", counting)
+    get_explainer(SPECS[name], model, "3", batch_size=16)(images, TARGETS, IDS)
+    assert scans.count(True) == 1

@@ -129,7 +129,7 @@ def test_get_explainer_builds_the_registered_class_with_its_settings():
     sidu = get_explainer("sidu:threshold=0.3", model, "3")
     assert isinstance(sidu, SIDUExplainer)
     assert sidu.layer is model[3]
-    assert sidu._sidu.options.threshold == 0.3
+    assert sidu._sidu_options.threshold == 0.3
 
 
 def test_get_explainer_errors():

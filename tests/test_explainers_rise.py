@@ -11,7 +11,6 @@ from sidu_models import tiny_cnn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-import sidu_bench.explainers.base as explainer_base
 from sidu_bench.explainers import get_explainer
 from sidu_bench.explainers.rise import RISEMasks, RISEOptions, draw_grids
 
@@ -104,32 +103,18 @@ def test_masks_are_binary_grids_upsampled_and_shifted(skimage_transform):
     )
 
 
-def test_chunk_size_invariance_and_engine_chunks(monkeypatch):
+def test_chunk_size_invariance_and_engine_chunks(masked_forward_spy):
     model = tiny_cnn(seed=5, stride=2)
     images = torch.randn(
         2, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
     )
     targets, ids = torch.tensor([0, 2]), ["x", "y"]
     reference = get_explainer("rise:masks=100", model, batch_size=150)(images, targets, ids)
-    sizes = []
-    engine = explainer_base.masked_forward
-
-    def spy(model, images, masks, **kwargs):
-        original = masks.masks
-
-        def recording(image_index, start, stop):
-            sizes.append(stop - start)
-            return original(image_index, start, stop)
-
-        masks.masks = recording
-        return engine(model, images, masks, **kwargs)
-
-    monkeypatch.setattr(explainer_base, "masked_forward", spy)
     for batch_size in (1, 7, 64):
-        sizes.clear()
+        masked_forward_spy.slices.clear()
         maps = get_explainer("rise:masks=100", model, batch_size=batch_size)(images, targets, ids)
-        assert max(sizes) <= batch_size, "masks are made chunk by chunk"
-        assert sum(sizes) == 2 * 100
+        assert max(masked_forward_spy.slices) <= batch_size, "masks are made chunk by chunk"
+        assert sum(masked_forward_spy.slices) == 2 * 100
         torch.testing.assert_close(maps, reference, atol=1e-7, rtol=0)
 
 

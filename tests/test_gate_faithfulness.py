@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from sidu_bench.cli import main
-from sidu_bench.compare import HIGHER_IS_BETTER, load_tolerance_file
+from sidu_bench.compare import gated_metrics, load_tolerance_file
+from sidu_bench.metrics import get_statistic
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE_FILE = ROOT / "results" / "gates" / "faithfulness.json"
@@ -41,7 +42,7 @@ def doctor(tmp_path, explainer, metric, shift):
     table = pd.read_csv(BASELINE / "summary.csv")
     row = table.index[table["explainer"] == explainer]
     assert len(row) == 1, explainer
-    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    sign = 1.0 if get_statistic(metric).higher_is_better else -1.0
     table.loc[row, metric] = table.loc[row, metric] + sign * shift
     folder = tmp_path / "doctored"
     folder.mkdir()
@@ -66,7 +67,7 @@ def test_committed_baseline_passes_against_itself(capsys):
 
 @pytest.mark.parametrize(
     ("explainer", "metric"),
-    [("sidu", metric) for metric in HIGHER_IS_BETTER]
+    [("sidu", metric) for metric in gated_metrics()]
     + [("rise", "deletion_auc"), ("center", "region_auc"), ("gradcam", "insertion_auc")],
 )
 def test_doctored_baseline_fails_naming_the_cell(tmp_path, capsys, tolerances, explainer, metric):
@@ -80,7 +81,7 @@ def test_doctored_baseline_fails_naming_the_cell(tmp_path, capsys, tolerances, e
     assert "1 failing of 42 compared cells" in report
 
 
-@pytest.mark.parametrize("metric", list(HIGHER_IS_BETTER))
+@pytest.mark.parametrize("metric", gated_metrics())
 def test_changes_within_tolerance_pass(tmp_path, capsys, tolerances, metric):
     doctored = doctor(tmp_path, "sidu", metric, 0.5 * tolerances[metric])
     assert compare(doctored, "--tolerance-file", GATE_FILE) == 0
@@ -103,7 +104,7 @@ def test_command_line_tolerance_overrides_the_file(tmp_path, capsys, tolerances)
 
 
 def test_tolerance_file_covers_every_gated_metric_with_sane_values(tolerances):
-    assert set(tolerances) == set(HIGHER_IS_BETTER)
+    assert set(tolerances) == set(gated_metrics())
     for metric, value in tolerances.items():
         assert 0 < value < SANITY_BOUND, (metric, value)
 
@@ -111,11 +112,11 @@ def test_tolerance_file_covers_every_gated_metric_with_sane_values(tolerances):
 def test_tolerances_follow_the_stated_rule_over_the_measured_variation(gate, tolerances):
     rule = gate["tolerance_rule"]
     variation = pd.read_csv(VARIATION_FILE)
-    assert set(variation["metric"]) == set(HIGHER_IS_BETTER)
+    assert set(variation["metric"]) == set(gated_metrics())
     assert variation["variant"].nunique() >= 6
     assert set(variation["aten_cpu_capability"]) >= {"DEFAULT", "AVX2", "AVX512"}
     assert set(variation["torch_threads"]) >= {1, 2}
-    for metric in HIGHER_IS_BETTER:
+    for metric in gated_metrics():
         rows = variation[variation["metric"] == metric]
         vs_baseline = rows["diff_vs_baseline"].abs().max()
         # The range over the baseline (difference 0) and every variant, per explainer.

@@ -111,20 +111,10 @@ def test_the_speed_up_over_the_torch_backend_can_be_gated(tmp_path):
         "tf32",
     )
     assert gate.needs_torch_backend
+    ours = measured_rows()[0]
+    assert (ours.explainer, ours.kind, ours.device) == ("sidu", "ours", "cpu")
     fast, slow = (
-        BenchRow(
-            model="m",
-            input_size=8,
-            weights="w",
-            explainer="sidu",
-            kind="ours",
-            peer_of="",
-            device="cpu",
-            dtype="float32",
-            channels_last=False,
-            images=1,
-            speedup_over_torch_backend=speedup,
-        )
+        dataclasses.replace(ours, model="m", speedup_over_torch_backend=speedup)
         for speedup in (4.5, 1.5)
     )
     assert [r.passed for r in check_speed([fast], gate)] == [True]

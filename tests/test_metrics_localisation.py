@@ -281,19 +281,19 @@ def test_bad_tolerance_raises(tolerance, error, message):
 def test_resize_is_torch_bilinear_and_keeps_plateaus_exact():
     from torch.nn.functional import interpolate
 
-    from sidu_bench.metrics._maps import resize_maps
+    from sidu.resize import resize
 
     generator = torch.Generator().manual_seed(5)
     maps = torch.rand(2, 5, 7, generator=generator, dtype=torch.float64)
     for size in ((16, 16), (13, 29), (3, 4), (40, 9)):
         expected = interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)
         np.testing.assert_allclose(
-            resize_maps(maps, size).numpy(), expected[:, 0].numpy(), atol=1e-15
+            resize(maps, size, rule="clamp").numpy(), expected[:, 0].numpy(), atol=1e-15
         )
     # A plateau of the maximum stays a plateau of exactly equal values: the arg-max is its
     # first pixel in row-major order, whatever the rounding of the interpolation weights.
     plateau = torch.tensor([[[0.1, 0.7, 0.7], [0.2, 0.7, 0.7], [0.0, 0.3, 0.1]]])
-    resized = resize_maps(plateau, (37, 41))[0]
+    resized = resize(plateau, (37, 41), rule="clamp")[0]
     top = resized == resized.max()
     assert top.sum() > 50
     first = int(torch.nonzero(top)[0, 0]) * 41 + int(torch.nonzero(top)[0, 1])

@@ -12,9 +12,9 @@ from fixtures_data import (
 )
 from PIL import Image
 
-from sidu_bench.cli import main
+from sidu_bench.cli import flag, main
 from sidu_bench.data import DATA_ENV, dataset_info, get_dataset, register_dataset
-from sidu_bench.data._api import _DATASETS
+from sidu_bench.data.registry import DATASETS
 from sidu_bench.models import get_model
 
 FAST = ["--device", "cpu", "--backend", "torch", "--limit", "2", "--metrics", "pointing_game"]
@@ -51,7 +51,7 @@ def test_every_data_set_declares_a_domain_and_a_default_model():
 def test_a_plug_in_data_set_must_declare_its_domain():
     with pytest.raises(ValueError, match="must declare its domain"):
         register_dataset("plugin-without-domain", default_model="synthetic_cnn")(lambda root: None)
-    assert "plugin-without-domain" not in _DATASETS
+    assert "plugin-without-domain" not in DATASETS
 
 
 def test_mission_command_runs_the_data_sets_default_model(tmp_path, capsys):
@@ -94,8 +94,10 @@ def test_root_resolution_tries_the_environment_then_data(no_data_env, monkeypatc
     assert f"${DATA_ENV} (not set)" in message
     assert str(no_data_env / "data") in message
     assert "101_ObjectCategories" in message
-    assert "--download" in message
-    assert "--root" in message
+    assert "or use download to fetch it into" in message
+    assert missing.value.parameters == ("root", "download")
+    assert "Pass --root (the parent" in missing.value.spelled(flag)
+    assert "or use --download to fetch it" in missing.value.spelled(flag)
 
     from_env = standard_caltech(tmp_path / "env-data")
     monkeypatch.setenv(DATA_ENV, str(from_env))
@@ -112,7 +114,8 @@ def test_an_explicit_root_is_the_only_place_tried(no_data_env, monkeypatch, tmp_
     standard_caltech(no_data_env / "data")
     with pytest.raises(FileNotFoundError) as missing:
         get_dataset("caltech101", tmp_path / "nowhere", get_model("synthetic_cnn"))
-    assert f"--root = {tmp_path / 'nowhere'}" in str(missing.value)
+    assert f"root = {tmp_path / 'nowhere'}" in str(missing.value)
+    assert f"--root = {tmp_path / 'nowhere'}" in missing.value.spelled(flag)
     assert "./data" not in str(missing.value)
 
 
@@ -120,7 +123,7 @@ def test_imagenet_names_no_download_and_folder_needs_an_explicit_root(no_data_en
     spec = get_model("synthetic_cnn")
     with pytest.raises(FileNotFoundError) as missing:
         get_dataset("imagenet-val", None, spec)
-    assert "--download" not in str(missing.value)
+    assert "download" not in missing.value.parameters
     with pytest.raises(FileNotFoundError, match="needs one"):
         get_dataset("folder", None, spec)
 

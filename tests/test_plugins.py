@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from sidu_bench import cli, plugins
-from sidu_bench.data import _api as data_api
-from sidu_bench.explainers import get_explainer, list_explainers, registry
-from sidu_bench.models import _api as models_api
+from sidu_bench.data.registry import DATASETS
+from sidu_bench.explainers import get_explainer, list_explainers
+from sidu_bench.explainers.registry import EXPLAINERS
+from sidu_bench.models import MODELS
 
 PLUGIN = '''
 """A plug-in explainer: gradient x input (the README's example)."""
@@ -52,9 +53,8 @@ TINY = ["--device", "cpu", "--backend", "torch", "--limit", "2", "--steps", "4"]
 @pytest.fixture
 def isolated(monkeypatch, tmp_path):
     """Fresh copies of the registries and the loaded-plug-in table; plug-in folder on sys.path."""
-    monkeypatch.setattr(registry, "_EXPLAINERS", dict(registry._EXPLAINERS))
-    monkeypatch.setattr(models_api, "_MODELS", dict(models_api._MODELS))
-    monkeypatch.setattr(data_api, "_DATASETS", dict(data_api._DATASETS))
+    for registry in (EXPLAINERS, MODELS, DATASETS):
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
     monkeypatch.setattr(plugins, "_LOADED", {})
     folder = tmp_path / "plugins"
     folder.mkdir()

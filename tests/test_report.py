@@ -14,15 +14,17 @@ from sidu_bench.cli import main
 from sidu_bench.compare import read_summary
 from sidu_bench.report import (
     PAIR_COLUMNS,
-    REPORT_METRICS,
     RunFolder,
     build_report,
     expand_run_dirs,
     rank_groups,
+    report_metrics,
     run_seed,
 )
-from sidu_bench.runner.summary import COMPARED_METRICS, RECORD_COLUMNS, summarise
+from sidu_bench.runner.summary import RECORD_COLUMNS, compared_statistics, summarise
 from sidu_bench.stats import holm
+
+COMPARED_METRICS = [statistic.name for statistic in compared_statistics()]
 
 RUN_NAME = "synthetic-synthetic_cnn"
 SMALL = ["--limit", "4", "--steps", "8"]
@@ -64,7 +66,7 @@ def test_every_cell_equals_its_runs_summary(runs, tmp_path):
         "faithfulness_vs_cost.png",
     ]
     table = read_report(tmp_path / "out")
-    assert len(table) == (3 + 1 + 3) * len(REPORT_METRICS)
+    assert len(table) == (3 + 1 + 3) * len(report_metrics())
     assert set(zip(table["dataset"], table["model"], strict=True)) == {
         ("synthetic", "synthetic_cnn"),
         ("synthetic", "other_cnn"),
@@ -201,27 +203,27 @@ def test_pairs_file_holds_every_pair_with_the_summary_rule(runs, tmp_path):
             np.testing.assert_equal(getattr(row, field), cells[f"{row.metric}_{field}"])
 
 
-def protocol_version_2(config):
-    """A version-1 config.json rewritten the way version 2 stores it."""
+def protocol_version_1(config):
+    """A version-2 config.json rewritten the way version 1 stored it (the 2026-11-28 folders)."""
     config["model"] = "other_cnn"
-    config["protocol"]["protocol_version"] = 2
-    config["protocol"]["precision"] = "ieee"
-    config["statistics"] = {
-        **config["protocol"].pop("statistics"),
-        "paired_test": "two-sided sign-flip permutation test of the mean difference",
+    config["protocol"]["protocol_version"] = 1
+    del config["protocol"]["precision"]
+    statistics = config.pop("statistics")
+    config["protocol"]["statistics"] = {
+        key: statistics[key]
+        for key in ("bootstrap_resamples", "confidence", "seed", "pointing_game_class_mean")
     }
-    config["precision"] = "ieee"
-    config["backend"] = "auto"
-    config["environment"]["backend"] = {"name": "torch"}
-    config["model_reason"] = "given with --model"
+    for key in ("precision", "backend", "model_reason", "explainer_provenance", "plugins"):
+        config.pop(key, None)
+    config["environment"].pop("backend", None)
 
 
 def test_protocol_version_1_and_2_folders_are_read(tmp_path):
     committed = Path(__file__).resolve().parents[1] / "results" / "reference" / RUN_NAME
-    assert json.loads((committed / "config.json").read_text())["protocol"]["protocol_version"] == 1
-    newer = copy_run(committed, tmp_path / "v2", protocol_version_2)
-    build_report([newer], out=tmp_path / "new")
-    build_report([committed], out=tmp_path / "old")
+    assert json.loads((committed / "config.json").read_text())["protocol"]["protocol_version"] == 2
+    older = copy_run(committed, tmp_path / "v1", protocol_version_1)
+    build_report([committed], out=tmp_path / "new")
+    build_report([older], out=tmp_path / "old")
     new = pd.read_csv(tmp_path / "new" / "report_pairs.csv").drop(columns="model")
     old = pd.read_csv(tmp_path / "old" / "report_pairs.csv").drop(columns="model")
     pd.testing.assert_frame_equal(new, old)  # the same seed, wherever the version keeps it
@@ -229,6 +231,7 @@ def test_protocol_version_1_and_2_folders_are_read(tmp_path):
     text = (tmp_path / "new" / "report.md").read_text()
     assert "- `protocol_version`: 2" in text
     assert "- `precision`: ieee" in text
+    assert "- `protocol_version`: 1" in (tmp_path / "old" / "report.md").read_text()
 
 
 def test_run_seed_prefers_the_config_then_the_protocol():
@@ -259,7 +262,7 @@ def test_incompatible_protocols_are_refused(runs, tmp_path):
     with pytest.raises(ValueError, match="different protocols") as error:
         build_report([first, other], out=tmp_path / "out")
     message = str(error.value)
-    assert f"{other} differs from {first} in insertion_deletion.steps" in message
+    assert f"{other} differs from {first} in protocol.insertion_deletion.steps" in message
     assert "--allow-mixed-protocols" in message
     assert not (tmp_path / "out").exists()
 
@@ -278,7 +281,7 @@ def test_mixed_protocols_are_accepted_with_the_flag_and_marked(runs, tmp_path, c
     assert table["protocol_id"].nunique() == 2
     text = (tmp_path / "out" / "report.md").read_text()
     assert "> **WARNING: mixed protocols**" in text
-    assert f"> - {other} differs from {first} in insertion_deletion.steps" in text
+    assert f"> - {other} differs from {first} in protocol.insertion_deletion.steps" in text
 
 
 def test_same_explainer_from_two_folders_is_refused(runs, tmp_path):

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from sidu_bench.cli import main
+from sidu_bench.metrics import summary_statistics
 from sidu_bench.runner import config as config_module
 from sidu_bench.runner import run as run_module
-from sidu_bench.runner.summary import RECORD_COLUMNS, SUMMARY_METRICS
+from sidu_bench.runner.summary import RECORD_COLUMNS
 
 EXPLAINERS = "sidu,gradcam,rise:masks=64,center,random"
 LABELS = ["sidu", "gradcam", "rise:masks=64", "center", "random"]
@@ -46,7 +47,7 @@ def test_run_writes_records_summary_config_and_figures(finished_run):
     assert records["pointing_game_valid"].all()
     summary = pd.read_csv(finished_run / "summary.csv")
     assert summary["explainer"].tolist() == LABELS
-    for metric in SUMMARY_METRICS:
+    for metric in (statistic.name for statistic in summary_statistics()):
         for suffix in ("", "_ci_low", "_ci_high", "_n"):
             assert f"{metric}{suffix}" in summary.columns
     config = json.loads((finished_run / "config.json").read_text())

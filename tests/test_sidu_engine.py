@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from sidu_models import tiny_cnn
 
 from sidu.engine import TensorMasks, auto_batch_size, estimate_bytes_per_image, masked_forward
 
@@ -32,7 +31,7 @@ class RaggedMasks:
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 4, 100])
-def test_ragged_sources_match_the_plain_loop(batch_size):
+def test_ragged_sources_match_the_plain_loop(batch_size, tiny_cnn):
     model = tiny_cnn(seed=1)
     images = torch.randn(3, 3, 10, 9, dtype=torch.float64)
     source = RaggedMasks((10, 9))
@@ -42,7 +41,7 @@ def test_ragged_sources_match_the_plain_loop(batch_size):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
-def test_shared_and_per_channel_masks():
+def test_shared_and_per_channel_masks(tiny_cnn):
     model = tiny_cnn(seed=2)
     images = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     shared = torch.rand(5, 3, 8, 8, dtype=torch.float64)
@@ -57,7 +56,7 @@ def test_shared_and_per_channel_masks():
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
-def test_transform_sees_the_owner_of_each_row():
+def test_transform_sees_the_owner_of_each_row(tiny_cnn):
     model = tiny_cnn(seed=3)
     images = torch.randn(3, 3, 8, 8, dtype=torch.float64)
     source = RaggedMasks((8, 8), seed=1)
@@ -74,7 +73,7 @@ def test_transform_sees_the_owner_of_each_row():
         )
 
 
-def test_progress_counts_every_forwarded_image():
+def test_progress_counts_every_forwarded_image(tiny_cnn):
     model = tiny_cnn(seed=4, dtype=torch.float32)
     seen = []
     masked_forward(
@@ -83,13 +82,13 @@ def test_progress_counts_every_forwarded_image():
     assert seen == [4, 4, 4, 2]
 
 
-def test_model_runs_without_gradients():
+def test_model_runs_without_gradients(tiny_cnn):
     model = tiny_cnn(seed=5, dtype=torch.float32)
     out = masked_forward(model, torch.rand(1, 3, 8, 8), torch.rand(2, 8, 8), batch_size=2)
     assert not out[0].requires_grad
 
 
-def test_bad_masks_and_batch_size():
+def test_bad_masks_and_batch_size(tiny_cnn):
     model = tiny_cnn(seed=6, dtype=torch.float32)
     images = torch.rand(2, 3, 8, 8)
     with pytest.raises(
@@ -104,7 +103,7 @@ def test_bad_masks_and_batch_size():
         masked_forward(model, images, torch.rand(3, 8, 8), batch_size=0)
 
 
-def test_batch_size_follows_the_memory_budget():
+def test_batch_size_follows_the_memory_budget(tiny_cnn):
     model = tiny_cnn(seed=7, dtype=torch.float32)
     image = torch.rand(1, 3, 32, 32)
     per_image = estimate_bytes_per_image(model, image)

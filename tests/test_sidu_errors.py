@@ -2,13 +2,12 @@
 
 import pytest
 import torch
-from sidu_models import tiny_cnn
 
 import sidu
 
 
 @pytest.fixture
-def model():
+def model(tiny_cnn):
     return tiny_cnn(seed=0, dtype=torch.float32)
 
 
@@ -23,12 +22,12 @@ def images():
         (
             torch.rand(3, 12, 12),
             ValueError,
-            r"images must be a 4-D tensor \[B, C, H, W\], got shape \(3, 12, 12\)",
+            r"images must be 4-D \[B, C, H, W\], got shape \(3, 12, 12\)",
         ),
         (
             torch.ones(2, 3, 12, 12, dtype=torch.long),
             TypeError,
-            "images must have a floating dtype, got torch.int64",
+            "images must be a floating tensor, got dtype torch.int64",
         ),
         ([[1.0]], TypeError, "images must be a torch.Tensor"),
         (
@@ -94,7 +93,7 @@ def test_model_without_logits(images):
     backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
     with pytest.raises(
         ValueError,
-        match=r"model must return logits \[B, num_classes\].*sidu.sidu\(backbone, images\)",
+        match=r"model must return logits \[N, num_classes\].*sidu.sidu\(backbone, images\)",
     ):
         sidu.sidu(backbone, "1", images)
 
@@ -102,15 +101,18 @@ def test_model_without_logits(images):
 @pytest.mark.parametrize(
     ("target", "error", "message"),
     [
-        (5, ValueError, r"target has classes outside \[0, 5\)"),
-        (-1, ValueError, r"target has classes outside \[0, 5\)"),
+        (5, ValueError, r"target out of range: classes outside \[0, 5\).*: \[5, 5\]"),
+        (-1, ValueError, r"target out of range: classes outside \[0, 5\).*: \[-1, -1\]"),
+        ([0, 7], ValueError, r"target out of range: classes outside \[0, 5\).*: \[7\]"),
         (
             torch.tensor([0, 1, 2]),
             ValueError,
-            r"target must have one class per image \(2\), got shape \(3,\)",
+            r"target must be an int or hold one class per image \(2\), got shape \(3,\)",
         ),
-        (torch.tensor([0.0, 1.0]), TypeError, "target must be an integer tensor"),
-        ("cat", TypeError, "target must be None, an int or a"),
+        (torch.tensor([0.0, 1.0]), TypeError, "target must hold integer class indices"),
+        (True, TypeError, "target must be None, an int, a sequence of ints or a"),
+        ("cat", TypeError, "target must be None, an int, a sequence of ints or a"),
+        (object(), TypeError, "target must be None, an int, a sequence of ints or a"),
     ],
 )
 def test_bad_target(model, images, target, error, message):
@@ -118,7 +120,7 @@ def test_bad_target(model, images, target, error, message):
         sidu.sidu(model, "3", images, target=target)
 
 
-def test_model_and_images_on_different_devices(images):
+def test_model_and_images_on_different_devices(images, tiny_cnn):
     model = tiny_cnn(seed=0, dtype=torch.float32).to("meta")
     with pytest.raises(ValueError, match="model is on meta but images are on cpu"):
         sidu.sidu(model, "3", images)

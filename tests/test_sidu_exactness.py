@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from reference_sidu import layer_output, reference_sidu
-from sidu_models import tiny_backbone, tiny_cnn
+from sidu_models import assert_untouched, snapshot, tiny_backbone
 
 import sidu
 
@@ -23,7 +23,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("seed", "size", "threshold", "target", "stride"), CASES)
-def test_float64_matches_reference(seed, size, threshold, target, stride):
+def test_float64_matches_reference(seed, size, threshold, target, stride, tiny_cnn):
     model = tiny_cnn(seed=seed, stride=stride)
     torch.manual_seed(100 + seed)
     images = torch.randn(2, 3, *size, dtype=torch.float64)
@@ -52,7 +52,7 @@ def margin_threshold(model, images, candidates):
 
 
 @pytest.mark.parametrize("seed", [0, 5])
-def test_float32_matches_reference(seed):
+def test_float32_matches_reference(seed, tiny_cnn):
     model64 = tiny_cnn(seed=seed)
     torch.manual_seed(200 + seed)
     images64 = torch.randn(2, 3, 14, 14, dtype=torch.float64)
@@ -76,7 +76,7 @@ def test_feature_space_form_matches_reference():
         assert relative_error(maps[b].numpy(), ref["saliency"]) <= 1e-10
 
 
-def test_equal_uniqueness_gives_the_zero_map():
+def test_equal_uniqueness_gives_the_zero_map(tiny_cnn):
     # Every mask empty (threshold above all activations): all masked images are equal, so all
     # uniqueness values are equal, the authors' 1e-13 guard makes them 0 and the map is 0.
     model = tiny_cnn(seed=0)
@@ -92,7 +92,7 @@ def explain(model, images, **options):
     return sidu.SIDU(model, "3", **options).explain(images)
 
 
-def test_deduplication_changes_nothing_but_the_work():
+def test_deduplication_changes_nothing_but_the_work(tiny_cnn):
     model = tiny_cnn(seed=4, channels=12)
     with torch.no_grad():  # channels 6-11 copy 0-5 (duplicate masks), channel 0 is never active
         model[2].weight[6:] = model[2].weight[:6]
@@ -109,7 +109,7 @@ def test_deduplication_changes_nothing_but_the_work():
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7, 1000])
-def test_chunk_size_does_not_change_the_maps(batch_size):
+def test_chunk_size_does_not_change_the_maps(batch_size, tiny_cnn):
     model = tiny_cnn(seed=6, dtype=torch.float32)
     images = torch.randn(3, 3, 16, 16)
     reference = explain(model, images, batch_size=5).saliency
@@ -117,7 +117,7 @@ def test_chunk_size_does_not_change_the_maps(batch_size):
     torch.testing.assert_close(maps, reference, rtol=0, atol=1e-6 * float(reference.abs().max()))
 
 
-def test_batch_equals_images_one_by_one_and_repeats_are_identical():
+def test_batch_equals_images_one_by_one_and_repeats_are_identical(tiny_cnn):
     model = tiny_cnn(seed=7, dtype=torch.float32)
     images = torch.randn(4, 3, 16, 16)
     targets = torch.tensor([0, 4, 2, 2])
@@ -128,7 +128,7 @@ def test_batch_equals_images_one_by_one_and_repeats_are_identical():
     assert torch.equal(explainer(images, targets), batch)
 
 
-def test_targets_int_tensor_and_default():
+def test_targets_int_tensor_and_default(tiny_cnn):
     model = tiny_cnn(seed=8)
     images = torch.randn(2, 3, 12, 12, dtype=torch.float64)
     explainer = sidu.SIDU(model, "3")
@@ -142,7 +142,7 @@ def test_targets_int_tensor_and_default():
     assert relative_error(as_int.saliency[0].numpy(), ref["saliency"]) <= 1e-10
 
 
-def test_layer_given_as_module_and_context_manager_hooks():
+def test_layer_given_as_module_and_context_manager_hooks(tiny_cnn):
     model = tiny_cnn(seed=9)
     images = torch.randn(1, 3, 12, 12, dtype=torch.float64)
     by_name = sidu.sidu(model, "3", images)
@@ -153,18 +153,14 @@ def test_layer_given_as_module_and_context_manager_hooks():
     assert torch.equal(by_name, by_module)
 
 
-def test_model_is_left_as_it_was():
+def test_model_is_left_as_it_was(tiny_cnn):
     model = tiny_cnn(seed=10, dtype=torch.float32)
     model.train()
     model[0].eval()
     model.add_module("norm_probe", torch.nn.Identity())
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    modes = [m.training for m in model.modules()]
+    before = snapshot(model)
     sidu.sidu(model, "3", torch.randn(2, 3, 12, 12))
-    assert [m.training for m in model.modules()] == modes
-    after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    assert not any(m._forward_hooks for m in model.modules())
+    assert_untouched(model, before)
 
 
 def test_batchnorm_runs_in_eval_mode():
@@ -187,7 +183,7 @@ def test_batchnorm_runs_in_eval_mode():
     assert relative_error(ours[0].numpy(), ref["saliency"]) <= 1e-10
 
 
-def test_result_holds_the_intermediate_quantities():
+def test_result_holds_the_intermediate_quantities(tiny_cnn):
     model = tiny_cnn(seed=12, channels=6)
     images = torch.randn(2, 3, 12, 12, dtype=torch.float64)
     result = sidu.SIDU(model, "3").explain(images)
@@ -202,7 +198,7 @@ def test_result_holds_the_intermediate_quantities():
     assert (result.uniqueness.max(dim=1).values < 1).all()
 
 
-def test_bfloat16_autocast_stays_close_to_float32():
+def test_bfloat16_autocast_stays_close_to_float32(tiny_cnn):
     model = tiny_cnn(seed=13, dtype=torch.float32)
     images = torch.randn(2, 3, 16, 16)
     full = sidu.sidu(model, "3", images)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sidu_bench.stats import bootstrap_class_mean, bootstrap_mean, paired_difference
+from sidu_bench.stats import bootstrap_mean, paired_difference, stratified_interval
 
 
 def plain_bootstrap_mean(values, seed, resamples=1000):
@@ -44,41 +44,40 @@ def test_large_inputs_draw_in_blocks_with_the_same_result():
     assert estimate.high == pytest.approx(high, abs=1e-12)
 
 
-def test_class_mean_is_stratified():
-    values = [1, 1, 1, 1, 0, 0]
-    categories = ["a", "a", "a", "a", "b", "b"]
-    estimate = bootstrap_class_mean(values, categories, seed=0)
-    # Per-class means 1 and 0: TorchRay's score is their mean 0.5 (the hit rate would be 0.667),
-    # and every stratified resample keeps both classes exactly: the CI collapses to 0.5.
-    assert estimate.mean == 0.5
-    assert (estimate.low, estimate.high) == (0.5, 0.5)
-    assert estimate.n == 6
+def test_class_interval_is_stratified():
+    # Per-class means 1 and 0: every stratified resample keeps both classes exactly (the hit
+    # rate's resamples would vary), so the CI of the per-class mean collapses to 0.5.
+    assert stratified_interval([[1, 1, 1, 1], [0, 0]], seed=0) == (0.5, 0.5)
 
 
-def test_class_mean_has_no_ci_when_a_category_has_one_item():
+def test_class_interval_is_undefined_when_a_category_has_one_item():
     # One item per category (a small --limit run): stratified resamples never vary, so a CI of
     # zero width would claim certainty; the CI is undefined instead.
-    estimate = bootstrap_class_mean([1, 0, 1, 1], ["a", "b", "c", "c"], seed=0)
-    assert estimate.mean == pytest.approx((1 + 0 + 1) / 3)
-    assert np.isnan(estimate.low)
-    assert np.isnan(estimate.high)
-    assert estimate.n == 4
+    low, high = stratified_interval([[1.0], [0.0], [1.0, 1.0]], seed=0)
+    assert np.isnan(low)
+    assert np.isnan(high)
+    assert all(np.isnan(stratified_interval([], seed=0)))
 
 
-def test_class_mean_matches_plain_loop():
+def test_class_interval_matches_plain_loop():
     rng = np.random.default_rng(5)
     values = (rng.random(30) > 0.4).astype(float)
-    categories = [f"c{i % 4}" for i in range(30)]
-    estimate = bootstrap_class_mean(values, categories, seed=9)
-    groups = {name: values[[c == name for c in categories]] for name in sorted(set(categories))}
+    groups = [values[i::4] for i in range(4)]
+    low, high = stratified_interval(groups, seed=9)
     draws = np.random.default_rng(9)
-    per_group = {name: draws.integers(0, g.size, size=(1000, g.size)) for name, g in groups.items()}
+    indices = [draws.integers(0, g.size, size=(1000, g.size)) for g in groups]
     means = []
     for r in range(1000):
-        means.append(np.mean([groups[name][per_group[name][r]].mean() for name in groups]))
-    assert estimate.mean == pytest.approx(np.mean([g.mean() for g in groups.values()]))
-    assert estimate.low == pytest.approx(np.quantile(means, 0.025), abs=1e-12)
-    assert estimate.high == pytest.approx(np.quantile(means, 0.975), abs=1e-12)
+        per_group = []
+        for group, index in zip(groups, indices, strict=True):
+            total = 0.0
+            for i in index[r]:
+                total += group[i]
+            per_group.append(total / group.size)
+        means.append(sum(per_group) / len(per_group))
+    assert low == pytest.approx(np.quantile(means, 0.025), abs=1e-12)
+    assert high == pytest.approx(np.quantile(means, 0.975), abs=1e-12)
+    assert low < high
 
 
 def test_paired_difference_is_the_bootstrap_of_the_differences():
@@ -108,5 +107,5 @@ def test_degenerate_and_bad_inputs():
         bootstrap_mean([1.0, float("nan")], seed=0)
     with pytest.raises(ValueError, match="equal lengths"):
         paired_difference([1.0, 2.0], [1.0], seed=0)
-    with pytest.raises(ValueError, match="categories must have one entry per value"):
-        bootstrap_class_mean([1.0, 0.0], ["a"], seed=0)
+    with pytest.raises(ValueError, match="each group contains NaN"):
+        stratified_interval([[1.0, float("nan")], [0.0, 1.0]], seed=0)

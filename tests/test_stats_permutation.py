@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sidu_bench.runner.summary import COMPARED_METRICS, RECORD_COLUMNS, paired_comparisons
+from sidu_bench.runner.summary import RECORD_COLUMNS, paired_comparisons
 from sidu_bench.stats import (
     EXACT_LIMIT,
     FAMILYWISE_ALPHA,
@@ -233,6 +233,9 @@ def records_of(values):
     return pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
 
 
+PER_ITEM_SCORES = ("energy_pointing_game", "region_auc", "insertion_auc", "deletion_auc")
+
+
 def noise_records(seed, n=30):
     rng = np.random.default_rng(seed)
     rows = []
@@ -246,7 +249,7 @@ def noise_records(seed, n=30):
                     "center_miss": False,
                     "pointing_game_hit": bool(rng.random() < 0.5),
                     "pointing_game_valid": True,
-                    **{metric: rng.random() for metric in COMPARED_METRICS[1:]},
+                    **{column: rng.random() for column in PER_ITEM_SCORES},
                     "seconds": 0.1,
                     "metric_seconds": 0.1,
                 }

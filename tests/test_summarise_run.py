@@ -8,27 +8,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from sidu_bench.metrics import PointingGame, summary_statistics
 from sidu_bench.runner.storage import ItemResult, ItemStore
 from sidu_bench.runner.summarise_run import (
-    REQUIRED_RECORD_COLUMNS,
     count_skipped_by_localisation,
     read_records,
     reference_explainer,
+    required_record_columns,
     summarise_run,
     summary_header,
 )
 from sidu_bench.runner.summary import (
-    COMPARED_METRICS,
     COMPARISON_SUFFIXES,
     RECORD_COLUMNS,
-    SUMMARY_METRICS,
+    compared_statistics,
+    estimate,
+    metric_seed,
     mostly_singletons,
     paired_comparisons,
     summarise,
 )
-from sidu_bench.stats import VERDICT_NA, VERDICT_REFERENCE
+from sidu_bench.stats import VERDICT_NA, VERDICT_REFERENCE, stratified_interval
 
+SUMMARY_METRICS = [statistic.name for statistic in summary_statistics()]
+COMPARED_METRICS = [statistic.name for statistic in compared_statistics()]
+PER_ITEM_SCORES = ("energy_pointing_game", "region_auc", "insertion_auc", "deletion_auc")
 COMMITTED = (
     Path(__file__).resolve().parents[1] / "results" / "reference" / "synthetic-synthetic_cnn"
 )
@@ -100,15 +106,20 @@ def test_comparison_columns_hold_the_reference_comparisons(committed_copy):
 def test_markdown_states_the_rule_and_the_header(committed_copy):
     summarise_run(committed_copy)
     text = (committed_copy / "summary.md").read_text()
-    assert "Holm-adjusted over the m = 25 comparisons" in text
-    assert "sign-flip permutation test" in text
-    assert "| explainer | metric | difference [95 % CI] | n | n0 | p | p (Holm) | verdict |" in text
-    assert "| random | insertion_auc | -0.335 [-0.383, -0.288] | 48 | 48 |" in text
-    for line in ("- **items**: 48", "- **reference explainer**: sidu", "- **seed**: 0"):
+    for line in (
+        "Holm-adjusted over the m = 25 comparisons",
+        "sign-flip permutation test",
+        "| explainer | metric | difference [95 % CI] | n | n0 | p | p (Holm) | verdict |",
+        "| random | insertion_auc | -0.335 [-0.383, -0.288] | 48 | 48 |",
+        "- **items**: 48",
+        "- **reference explainer**: sidu",
+        "- **seed**: 0",
+    ):
         assert line in text
     assert "- **skipped (unreadable or corrupt file)**: 0" in text
-    assert "model chosen because" not in text
-    assert "backend" not in text
+    config = json.loads((committed_copy / "config.json").read_text())
+    assert f"- **model chosen because**: {config['model_reason']}" in text
+    assert f"- **backend**: {config['environment']['backend']['name']} (requested=" in text
     assert "(headline)" not in text  # 48 items in 6 classes
     assert "†" not in text  # every n >= 10
 
@@ -160,7 +171,7 @@ def small_records(labels, n, categories=None):
                     "center_miss": i % 2 == 0,
                     "pointing_game_hit": bool(rng.random() < 0.6),
                     "pointing_game_valid": True,
-                    **{metric: rng.random() for metric in COMPARED_METRICS[1:]},
+                    **{column: rng.random() for column in PER_ITEM_SCORES},
                     "seconds": 0.5,
                     "metric_seconds": 0.1,
                 }
@@ -182,15 +193,60 @@ def test_small_run_marks_cis_and_headlines_the_hit_rate(tmp_path):
     labels = ["sidu", "gradcam", "center"]
     folder = small_folder(tmp_path, labels, small_records(labels, 5))
     summarise_run(folder)
-    text = (folder / "summary.md").read_text()
-    assert "| explainer | pointing_game_hit_rate (headline) | pointing_game ‡ |" in text
-    assert "‡ pointing_game is a per-class mean with one scored item in 5 of its 5 classes" in text
-    assert "so the hit rate is the headline" in text
-    assert "(n=5) †" in text
-    assert "† n < 10: the CI is shown" in text
-    assert "m = 10 comparisons" in text
+    lines = (folder / "summary.md").read_text().splitlines()
+    columns = next(line for line in lines if line.startswith("| explainer |")).split(" | ")
+    assert columns[1:5] == [
+        "pointing_game_hit_rate (headline)",
+        "pointing_game ‡",
+        "pointing_game_center_miss ‡",
+        "energy_pointing_game",
+    ]
+    assert [line for line in lines if line.startswith(("†", "‡"))] == [
+        "† n < 10: the CI is shown, but a bootstrap of so few items is a rough guide.",
+        "‡ pointing_game is a per-class mean with one scored item in 5 of its 5 classes: it "
+        "weighs single items and has no CI, so the hit rate is the headline.",
+        "‡ pointing_game_center_miss is a per-class mean with one scored item in 3 of its 3 "
+        "classes: it weighs single items and has no CI.",
+    ]
+    assert sum("(n=5) †" in line for line in lines) == 3  # one row per explainer
+    assert any("Holm-adjusted over the m = 10 comparisons" in line for line in lines)
     table = pd.read_csv(folder / "summary.csv").set_index("explainer")
     assert (table.loc["gradcam", [f"{m}_verdict" for m in COMPARED_METRICS]] == "n too small").all()
+
+
+def test_per_class_mean_is_the_accumulators_one():
+    # One implementation: summary.csv's per-class statistics are the PointingGame accumulator's
+    # per-class means, bit for bit, and equal numpy's mean of the class means, the rule the
+    # committed summaries were made with (13 classes: numpy's unrolled pairwise sum).
+    categories = [f"c{i % 13:02d}" for i in range(60)]
+    records = small_records(["sidu"], 60, categories)
+    records.loc[7, "pointing_game_valid"] = False
+    hits = records["pointing_game_hit"].to_numpy(bool)
+    valid = records["pointing_game_valid"].to_numpy(bool)
+    miss = records["center_miss"].to_numpy(bool)
+    codes = np.array([int(name[1:]) for name in categories])
+    accumulator = PointingGame()
+    accumulator.update(
+        torch.tensor(hits),
+        torch.tensor(valid),
+        categories=torch.tensor(codes),
+        subset=torch.tensor(miss),
+    )
+    report = accumulator.compute()
+    for metric, part, keep in (
+        ("pointing_game", report.all_items, valid),
+        ("pointing_game_center_miss", report.subset, valid & miss),
+    ):
+        result = estimate(records, metric, seed=0)
+        assert result.mean == part.per_class_mean
+        rates = [hits[keep & (codes == k)].mean() for k in range(13) if (keep & (codes == k)).any()]
+        assert result.mean == np.mean(rates)
+        assert result.mean == pytest.approx(sum(rates) / len(rates), abs=1e-15)
+        assert result.n == keep.sum()
+        groups = [hits[keep & (codes == k)].astype(float) for k in range(13)]
+        groups = [group for group in groups if group.size]
+        interval = stratified_interval(groups, seed=metric_seed(0, metric))
+        assert (result.low, result.high) == interval
 
 
 def test_mostly_singletons_rule():
@@ -279,7 +335,8 @@ def test_missing_or_corrupt_files_are_named(tmp_path, committed_copy):
     records.to_csv(committed_copy / "records.csv", index=False)
     with pytest.raises(ValueError, match=r"records\.csv: no region_auc column"):
         summarise_run(committed_copy)
-    assert "region_auc" in REQUIRED_RECORD_COLUMNS
+    assert "region_auc" in required_record_columns(["region_auc"])
+    assert "region_auc" not in required_record_columns(["insertion_deletion"])
     edit_config(committed_copy, explainers=[])
     with pytest.raises(ValueError, match=r"config\.json: it needs 'explainers' and 'seed'"):
         summarise_run(committed_copy)

@@ -8,6 +8,7 @@ ratios against committed thresholds.
 """
 
 from sidu_bench.bench.cases import BENCH_MODELS, BenchCase, BenchModel, build_case, default_models
+from sidu_bench.bench.config import DEFAULT_EXPLAINERS, BenchConfig, resolve_bench_device
 from sidu_bench.bench.gate import (
     GateFile,
     GateResult,
@@ -17,12 +18,7 @@ from sidu_bench.bench.gate import (
 )
 from sidu_bench.bench.methods import PEER_OF, ForwardCounter, method_call, peer_label
 from sidu_bench.bench.probe import Measurement, ProbeRequest, measure, measure_here
-from sidu_bench.bench.run import (
-    DEFAULT_EXPLAINERS,
-    BenchConfig,
-    resolve_bench_device,
-    run_bench,
-)
+from sidu_bench.bench.run import run_bench
 from sidu_bench.bench.table import (
     BENCH_COLUMNS,
     BenchRow,

@@ -16,7 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
-from sidu_bench.data._api import unknown_name_message
+from sidu_bench.registry import Registry
 
 __all__ = ["BENCH_MODELS", "BenchCase", "BenchModel", "build_case", "default_models"]
 
@@ -74,25 +74,24 @@ def _registered(name: str) -> Callable[[], nn.Module]:
     return build
 
 
-BENCH_MODELS: dict[str, BenchModel] = {
-    model.name: model
-    for model in (
-        BenchModel("resnet18", "layer4", 224, _torchvision("resnet18"), "random (seed 0)"),
-        BenchModel("resnet50", "layer4", 224, _torchvision("resnet50"), "random (seed 0)"),
-        BenchModel("vgg19", "features.35", 224, _torchvision("vgg19"), "random (seed 0)"),
-        BenchModel(
-            "efficientnet_lite0", "head.act", 224, _registered("efficientnet_lite0"), "packaged"
-        ),
-        BenchModel(
-            "efficientnet_lite1", "head.act", 240, _registered("efficientnet_lite1"), "packaged"
-        ),
-        BenchModel(
-            "efficientnet_lite2", "head.act", 260, _registered("efficientnet_lite2"), "packaged"
-        ),
-        BenchModel("synthetic_cnn", "features", 64, _registered("synthetic_cnn"), "packaged"),
-    )
-}
+BENCH_MODELS: Registry[BenchModel] = Registry("bench model")
 """Every model ``bench`` knows, by name."""
+for _model in (
+    BenchModel("resnet18", "layer4", 224, _torchvision("resnet18"), "random (seed 0)"),
+    BenchModel("resnet50", "layer4", 224, _torchvision("resnet50"), "random (seed 0)"),
+    BenchModel("vgg19", "features.35", 224, _torchvision("vgg19"), "random (seed 0)"),
+    BenchModel(
+        "efficientnet_lite0", "head.act", 224, _registered("efficientnet_lite0"), "packaged"
+    ),
+    BenchModel(
+        "efficientnet_lite1", "head.act", 240, _registered("efficientnet_lite1"), "packaged"
+    ),
+    BenchModel(
+        "efficientnet_lite2", "head.act", 260, _registered("efficientnet_lite2"), "packaged"
+    ),
+    BenchModel("synthetic_cnn", "features", 64, _registered("synthetic_cnn"), "packaged"),
+):
+    BENCH_MODELS.register(_model.name, _model)
 
 DEFAULT_MODELS = {
     "cpu": ("resnet18", "efficientnet_lite0", "synthetic_cnn"),
@@ -105,18 +104,11 @@ def default_models(device: str) -> tuple[str, ...]:
     return DEFAULT_MODELS["cuda" if device.startswith("cuda") else "cpu"]
 
 
-def lookup_model(name: str) -> BenchModel:
-    """Return the benchmarked model called ``name`` (clear error listing the known ones)."""
-    if name not in BENCH_MODELS:
-        raise ValueError(unknown_name_message("bench model", name, list(BENCH_MODELS)))
-    return BENCH_MODELS[name]
-
-
 def build_case(name: str, device: str = "cpu", *, images: int = 1) -> BenchCase:
     """Build the network ``name`` on ``device`` and its seeded input batch.
 
     Args:
-        name: a key of :data:`BENCH_MODELS`.
+        name: a name of :data:`BENCH_MODELS`.
         device: ``"cpu"`` or a CUDA device.
         images: explained images per call (copies of one seeded image).
 
@@ -130,7 +122,7 @@ def build_case(name: str, device: str = "cpu", *, images: int = 1) -> BenchCase:
     """
     if images < 1:
         raise ValueError(f"images must be >= 1, got {images}")
-    model = lookup_model(name)
+    model = BENCH_MODELS.get(name)
     size = model.input_size
     generator = torch.Generator().manual_seed(IMAGE_SEED)
     image = torch.randn(1, 3, size, size, generator=generator)

@@ -28,7 +28,7 @@ from sidu.backends import BACKENDS
 from sidu.precision import PRECISIONS
 from sidu_bench.bench.table import BenchRow
 from sidu_bench.explainers import parse_spec
-from sidu_bench.runner.storage import read_json
+from sidu_bench.io import read_json
 
 __all__ = [
     "GateFile",

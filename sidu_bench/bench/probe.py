@@ -29,18 +29,14 @@ import traceback
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 
-import torch
-
-from sidu.backends import check_backend
-from sidu.precision import PRECISIONS
+from sidu.precision import parse_dtype
 from sidu_bench.bench.cases import build_case
+from sidu_bench.bench.config import check_engine_options
 from sidu_bench.bench.methods import ForwardCounter, method_call
 from sidu_bench.perf import PeakMemory, time_call
 from sidu_bench.plugins import load_plugins
 
 __all__ = ["Measurement", "ProbeRequest", "measure", "measure_here"]
-
-DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -73,13 +69,9 @@ class ProbeRequest:
 
     def __post_init__(self) -> None:
         """Validate the dtype, backend and precision names and the image count."""
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        check_backend(self.backend)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.images < 1:
-            raise ValueError(f"images must be >= 1, got {self.images}")
+        check_engine_options(
+            dtype=self.dtype, backend=self.backend, precision=self.precision, images=self.images
+        )
 
 
 @dataclass(frozen=True)
@@ -118,7 +110,7 @@ def measure_here(request: ProbeRequest) -> Measurement:
         request.spec,
         case,
         peer=request.peer,
-        dtype=DTYPES[request.dtype],
+        dtype=parse_dtype(request.dtype),
         channels_last=request.channels_last,
         backend=request.backend,
         precision=request.precision,

@@ -16,110 +16,26 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from sidu.backends import check_backend
-from sidu.precision import PRECISIONS
-from sidu_bench.bench.cases import build_case, default_models, lookup_model
+from sidu.precision import parse_dtype
+from sidu_bench.bench.cases import BENCH_MODELS, build_case
+from sidu_bench.bench.config import BenchConfig
 from sidu_bench.bench.methods import PEER_OF, peer_available, peer_label
-from sidu_bench.bench.probe import DTYPES, Measurement, ProbeRequest, measure
+from sidu_bench.bench.probe import Measurement, ProbeRequest, measure
 from sidu_bench.bench.table import BenchRow, write_tables
 from sidu_bench.explainers import parse_spec
 from sidu_bench.perf import Ceiling, best_forward_ceiling
 
-__all__ = ["DEFAULT_EXPLAINERS", "BenchConfig", "resolve_bench_device", "run_bench"]
+__all__ = ["run_bench"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EXPLAINERS = (
-    "sidu",
-    "gradcam",
-    "scorecam:max_channels=256",
-    "rise:masks=256",
-    "center",
-    "random",
-)
-"""Score-CAM and RISE with a reduced, named mask count: images/s does not depend on it."""
-
 PEER_MEMORY_SHARE = 0.5
 """A peer whose estimated memory exceeds this share of the free memory is skipped."""
-
-
-def resolve_bench_device(device: str) -> str:
-    """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``, checked.
-
-    Example:
-        >>> resolve_bench_device("cpu")
-        'cpu'
-    """
-    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device} asked for, but CUDA is not available")
-        index = torch.device(device).index
-        if index is not None and index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {device} asked for, but there are {torch.cuda.device_count()} CUDA devices"
-            )
-    return device
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What ``bench`` measures.
-
-    Attributes:
-        device: ``auto`` (CUDA when available, else the CPU; resolved on construction),
-            ``cpu``, ``cuda`` or ``cuda:N``.
-        models: bench model names (empty: :func:`~sidu_bench.bench.cases.default_models`).
-        explainers: our explainer specs.
-        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` for our explainers' forwards.
-        channels_last: channels-last masked images for our explainers.
-        images: explained images per call.
-        peers: measure each explainer's peer where installed.
-        imports: modules imported in every probe (they may register explainers).
-        backend: forward backend of our explainers: ``auto``, ``torch`` or ``onnxruntime``
-            (:func:`sidu.backends.resolve_backend`).
-        precision: float32 CUDA arithmetic of our explainers and the ceiling: ``ieee`` or
-            ``tf32`` (peers keep torch's default; no effect on the CPU).
-        compare_torch_backend: measure each explainer again on the ``torch`` backend where the
-            configured backend ran another engine (``speedup_over_torch_backend``).
-    """
-
-    device: str = "auto"
-    models: tuple[str, ...] = ()
-    explainers: tuple[str, ...] = DEFAULT_EXPLAINERS
-    dtype: str = "float32"
-    channels_last: bool = False
-    images: int = 1
-    peers: bool = True
-    imports: tuple[str, ...] = field(default=())
-    backend: str = "auto"
-    precision: str = "ieee"
-    compare_torch_backend: bool = True
-
-    def __post_init__(self) -> None:
-        """Resolve ``device="auto"``; validate the device, backend, precision and dtype names."""
-        object.__setattr__(self, "device", resolve_bench_device(self.device))
-        check_backend(self.backend)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.images < 1:
-            raise ValueError(f"images must be >= 1, got {self.images}")
-
-    def selected_models(self) -> tuple[str, ...]:
-        """The named models, or the device's defaults."""
-        return self.models or default_models(self.device)
 
 
 def run_bench(
@@ -153,7 +69,7 @@ def run_bench(
         ceiling = best_forward_ceiling(
             case.module,
             case.images[:1],
-            dtype=DTYPES[config.dtype],
+            dtype=parse_dtype(config.dtype),
             precision=config.precision,
         )
         ceilings[model_name] = ceiling
@@ -185,7 +101,7 @@ def run_bench(
 
 def _check(config: BenchConfig) -> None:
     for name in config.selected_models():
-        lookup_model(name)
+        BENCH_MODELS.get(name)
     for spec in config.explainers:
         parse_spec(spec)
 
@@ -203,7 +119,7 @@ def _row(
     label = peer_label(spec) if peer else parse_spec(spec).label
     base = BenchRow.start(
         config,
-        model=lookup_model(model_name),
+        model=BENCH_MODELS.get(model_name),
         label=label,
         peer_of="" if kind == "ours" else parse_spec(spec).label,
         ceiling=ceiling,

@@ -43,13 +43,12 @@ import pandas as pd
 import torch
 
 from sidu_bench.bench.cases import BenchModel
+from sidu_bench.bench.config import BenchConfig
+from sidu_bench.io import atomic_write_text, environment
 from sidu_bench.perf import Ceiling
-from sidu_bench.runner.config import environment
-from sidu_bench.runner.storage import atomic_write_text
 
 if TYPE_CHECKING:
     from sidu_bench.bench.probe import Measurement
-    from sidu_bench.bench.run import BenchConfig
 
 __all__ = [
     "BENCH_COLUMNS",

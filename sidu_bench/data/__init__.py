@@ -2,29 +2,34 @@
 
 ``get_dataset(name, root, model_spec, **config)`` returns an :class:`ItemDataset` whose items are
 :class:`Item` (fields ``id``, ``image``, ``label``, ``category``, ``region``, ``original_size``).
+A data set is built with a :class:`Preprocessing` (the image transform and the model's classes),
+which ``get_dataset`` makes from the model spec; data sets never import models.
 Registered: ``caltech101``, ``imagenet-val``, ``voc2007``, ``folder``, ``synthetic``.
 """
 
 from sidu_bench.data import caltech101, folder, imagenet_val, synthetic, voc2007
-from sidu_bench.data._api import (
-    DATA_ENV,
-    NATURAL_IMAGES,
-    SYNTHETIC_SHAPES,
-    DataNotFoundError,
-    DatasetInfo,
+from sidu_bench.data.items import (
     FileDataset,
     Item,
     ItemDataset,
+    Preprocessing,
     Record,
     Skipped,
+    Transform,
     Unreadable,
     UnreadableItemError,
+)
+from sidu_bench.data.order import limit_order, stratified_order
+from sidu_bench.data.registry import (
+    DATA_ENV,
+    DataNotFoundError,
+    DatasetInfo,
     dataset_info,
     get_dataset,
     list_datasets,
     register_dataset,
 )
-from sidu_bench.data.order import limit_order, stratified_order
+from sidu_bench.domains import NATURAL_IMAGES, SYNTHETIC_SHAPES
 
 __all__ = [
     "DATA_ENV",
@@ -35,8 +40,10 @@ __all__ = [
     "FileDataset",
     "Item",
     "ItemDataset",
+    "Preprocessing",
     "Record",
     "Skipped",
+    "Transform",
     "Unreadable",
     "UnreadableItemError",
     "caltech101",

@@ -11,26 +11,16 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.io
 import torch
 import torchvision
 
-from sidu_bench.data._api import (
-    NATURAL_IMAGES,
-    REAL_DATA_TOLERANCE,
-    FileDataset,
-    Record,
-    label_space_labels,
-    missing_root,
-    register_dataset,
-)
+from sidu_bench.data.items import REAL_DATA_TOLERANCE, FileDataset, Preprocessing, Record
 from sidu_bench.data.regions import polygon_mask
-
-if TYPE_CHECKING:
-    from sidu_bench.models import ModelSpec
+from sidu_bench.data.registry import register_dataset
+from sidu_bench.domains import NATURAL_IMAGES
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +101,12 @@ class Caltech101(FileDataset):
         self,
         root: Path | None,
         *,
-        model_spec: ModelSpec,
+        preprocessing: Preprocessing,
         download: bool = False,
         tolerance: float = REAL_DATA_TOLERANCE,
     ) -> None:
         if root is None:
-            raise missing_root(self.name, root, LAYOUT)
+            raise self.missing(root)
         if download:
             logger.info("downloading Caltech-101 into %s", root)
             torchvision.datasets.Caltech101(str(root), target_type="annotation", download=True)
@@ -128,20 +118,15 @@ class Caltech101(FileDataset):
                 p.name for p in images_dir.iterdir() if p.is_dir() and p.name != BACKGROUND
             )
         if not categories or not notes_dir.is_dir():
-            raise missing_root(self.name, root, LAYOUT)
-        label_space, labels = label_space_labels(
-            categories, class_space=self.class_space, model_spec=model_spec
-        )
+            raise self.missing(root)
+        label_space, labels = preprocessing.labels(categories, class_space=self.class_space)
         records = [
             Record(f"{category}/{image.stem}", image, category, labels[category], annotation)
             for category in categories
             for image, annotation in _annotated_images(images_dir / category, notes_dir, category)
         ]
         super().__init__(
-            records,
-            model_spec=model_spec,
-            tolerance=tolerance,
-            label_space=label_space,
+            records, preprocessing=preprocessing, tolerance=tolerance, label_space=label_space
         )
 
     def _region(self, record: Record, size: tuple[int, int]) -> torch.Tensor:

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from sidu_bench.data._api import (
-    NATURAL_IMAGES,
-    FileDataset,
-    Record,
-    label_space_labels,
-    missing_root,
-    register_dataset,
-)
-
-if TYPE_CHECKING:
-    import torch
-
-    from sidu_bench.models import ModelSpec
+from sidu_bench.data.items import FileDataset, Preprocessing, Record
+from sidu_bench.data.registry import register_dataset
+from sidu_bench.domains import NATURAL_IMAGES
 
 LAYOUT = "<class>/<image> (torchvision's ImageFolder; root is the tree itself)"
 
@@ -39,27 +29,22 @@ class ImageFolderItems(FileDataset):
     layout = LAYOUT
     search_root = False
 
-    def __init__(self, root: Path | None, *, model_spec: ModelSpec) -> None:
+    def __init__(self, root: Path | None, *, preprocessing: Preprocessing) -> None:
         if root is None or not root.is_dir():
-            raise missing_root(self.name, root, LAYOUT)
+            raise self.missing(root)
         try:
             classes, class_to_idx = find_classes(str(root))
             samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS)
         except FileNotFoundError as error:
-            raise missing_root(self.name, root, LAYOUT) from error
-        label_space, labels = label_space_labels(
-            classes, class_space=self.class_space, model_spec=model_spec
-        )
+            raise self.missing(root) from error
+        label_space, labels = preprocessing.labels(classes, class_space=self.class_space)
         records = []
         for path, index in samples:
             category = classes[index]
             item_id = Path(path).relative_to(root).as_posix()
             records.append(Record(item_id, Path(path), category, labels[category]))
         super().__init__(
-            records,
-            model_spec=model_spec,
-            tolerance=None,
-            label_space=label_space,
+            records, preprocessing=preprocessing, tolerance=None, label_space=label_space
         )
 
     def _region(self, record: Record, size: tuple[int, int]) -> torch.Tensor | None:

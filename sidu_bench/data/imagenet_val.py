@@ -11,24 +11,19 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from sidu_bench.data._api import (
-    NATURAL_IMAGES,
+from sidu_bench.data.items import (
     REAL_DATA_TOLERANCE,
     FileDataset,
+    Preprocessing,
     Record,
     Unreadable,
-    label_space_labels,
-    missing_root,
-    register_dataset,
 )
 from sidu_bench.data.regions import boxes_mask
-
-if TYPE_CHECKING:
-    from sidu_bench.models import ModelSpec
+from sidu_bench.data.registry import register_dataset
+from sidu_bench.domains import NATURAL_IMAGES
 
 LAYOUT = (
     "imagenet-val/ILSVRC/Data/CLS-LOC/val/*.JPEG, imagenet-val/LOC_val_solution.csv and "
@@ -111,18 +106,22 @@ class ImageNetVal(FileDataset):
     layout = LAYOUT
 
     def __init__(
-        self, root: Path | None, *, model_spec: ModelSpec, tolerance: float = REAL_DATA_TOLERANCE
+        self,
+        root: Path | None,
+        *,
+        preprocessing: Preprocessing,
+        tolerance: float = REAL_DATA_TOLERANCE,
     ) -> None:
         base = root / "imagenet-val" if root is not None else None
         required = ("ILSVRC/Data/CLS-LOC/val", "LOC_val_solution.csv", "LOC_synset_mapping.txt")
         if base is None or not all((base / name).exists() for name in required):
-            raise missing_root(self.name, root, LAYOUT)
+            raise self.missing(root)
         self.descriptions = read_synsets(base / "LOC_synset_mapping.txt")
         solution_file = base / "LOC_val_solution.csv"
         bad_rows: dict[str, str] = {}
         solution = read_solution(solution_file, self.descriptions, bad_rows=bad_rows)
-        label_space, labels = label_space_labels(
-            list(self.descriptions), class_space=self.class_space, model_spec=model_spec
+        label_space, labels = preprocessing.labels(
+            list(self.descriptions), class_space=self.class_space
         )
         records = []
         unreadable = []
@@ -134,12 +133,9 @@ class ImageNetVal(FileDataset):
             wnid, boxes = solution[image.stem]
             records.append(Record(image.stem, image, wnid, labels[wnid], boxes))
         if not records and not unreadable:
-            raise missing_root(self.name, root, LAYOUT)
+            raise self.missing(root)
         super().__init__(
-            records,
-            model_spec=model_spec,
-            tolerance=tolerance,
-            label_space=label_space,
+            records, preprocessing=preprocessing, tolerance=tolerance, label_space=label_space
         )
         self.unreadable = tuple(unreadable)
 

@@ -22,27 +22,20 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch.nn import functional
 
-from sidu_bench.data._api import (
-    REAL_DATA_TOLERANCE,
-    SYNTHETIC_SHAPES,
-    Item,
-    ItemDataset,
-    label_space_labels,
-    register_dataset,
-)
+from sidu_bench.data.items import REAL_DATA_TOLERANCE, Item, ItemDataset, Preprocessing
 from sidu_bench.data.regions import polygon_mask
+from sidu_bench.data.registry import register_dataset
+from sidu_bench.domains import (
+    SHAPES_CLASS_NAMES,
+    SHAPES_CLASS_SPACE,
+    SHAPES_IMAGE_SIZE,
+    SYNTHETIC_SHAPES,
+)
 
-if TYPE_CHECKING:
-    from sidu_bench.models import ModelSpec
-
-CLASS_NAMES = ("disc", "square", "triangle", "cross", "star", "checker")
-CLASS_SPACE = "synthetic-shapes-v1"
-IMAGE_SIZE = 64
 DEFAULT_ITEMS = 48
 TRAIN_START = 1_000_000
 HOLDOUT_START = 2_000_000
@@ -142,7 +135,7 @@ def _checker(cx: float, cy: float, r: float, angle: float, size: int) -> torch.T
 
 def _distractor(g: torch.Generator, size: int) -> torch.Tensor:
     """A thin bar (half-length 4-9 px) or a small dot (radius 1.5-3.5 px) at 64 px, scaled."""
-    scale = size / IMAGE_SIZE
+    scale = size / SHAPES_IMAGE_SIZE
     cx, cy = _uniform(g, 0, size - 1), _uniform(g, 0, size - 1)
     angle = _uniform(g, 0, math.pi)
     if torch.rand((), generator=g) < 0.5:
@@ -152,22 +145,22 @@ def _distractor(g: torch.Generator, size: int) -> torch.Tensor:
     return _shape_mask(0, cx, cy, _uniform(g, 1.5, 3.5) * scale / 0.85, angle, size)
 
 
-def render(index: int, *, seed: int = 0, size: int = IMAGE_SIZE) -> Sample:
+def render(index: int, *, seed: int = 0, size: int = SHAPES_IMAGE_SIZE) -> Sample:
     """Render synthetic item ``index`` deterministically from ``(seed, index)``.
 
     Example:
         >>> sample = render(3, seed=0)
-        >>> sample.image.shape, sample.mask.dtype, CLASS_NAMES[sample.label]
+        >>> sample.image.shape, sample.mask.dtype, SHAPES_CLASS_NAMES[sample.label]
         (torch.Size([3, 64, 64]), torch.bool, 'cross')
     """
     if index < 0:
         raise ValueError(f"index must be >= 0, got {index}")
     g = item_generator(seed, index)
-    label = index % len(CLASS_NAMES)
+    label = index % len(SHAPES_CLASS_NAMES)
     image = _background(g, size)
     for _ in range(int(torch.randint(2, 5, (), generator=g))):
         image[:, _distractor(g, size)] = _vivid(g)[:, None]
-    scale = size / IMAGE_SIZE
+    scale = size / SHAPES_IMAGE_SIZE
     r = _uniform(g, _RADIUS[0] * scale, _RADIUS[1] * scale)
     cx, cy = _uniform(g, r, size - 1 - r), _uniform(g, r, size - 1 - r)
     angle = _uniform(g, 0, 2 * math.pi)
@@ -184,7 +177,7 @@ def render(index: int, *, seed: int = 0, size: int = IMAGE_SIZE) -> Sample:
 
 
 def render_batch(
-    indices: Sequence[int], *, seed: int = 0, size: int = IMAGE_SIZE
+    indices: Sequence[int], *, seed: int = 0, size: int = SHAPES_IMAGE_SIZE
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render several items: images ``[B, 3, S, S]``, masks ``[B, S, S]``, labels ``[B]``."""
     samples = [render(i, seed=seed, size=size) for i in indices]
@@ -208,7 +201,7 @@ class SyntheticShapes(ItemDataset):
     """
 
     name = "synthetic"
-    class_space = CLASS_SPACE
+    class_space = SHAPES_CLASS_SPACE
     domain = SYNTHETIC_SHAPES
     default_model = "synthetic_cnn"
     needs_root = False
@@ -217,22 +210,22 @@ class SyntheticShapes(ItemDataset):
         self,
         root: Path | None = None,
         *,
-        model_spec: ModelSpec,
+        preprocessing: Preprocessing,
         num_items: int = DEFAULT_ITEMS,
         seed: int = 0,
-        size: int = IMAGE_SIZE,
+        size: int = SHAPES_IMAGE_SIZE,
     ) -> None:
         if not 0 < num_items <= TRAIN_START:
             raise ValueError(f"num_items must be in 1..{TRAIN_START}, got {num_items}")
-        if size < IMAGE_SIZE // 2:
-            raise ValueError(f"size must be >= {IMAGE_SIZE // 2}, got {size}")
-        label_space, labels = label_space_labels(
-            CLASS_NAMES, class_space=self.class_space, model_spec=model_spec
-        )
+        if size < SHAPES_IMAGE_SIZE // 2:
+            raise ValueError(f"size must be >= {SHAPES_IMAGE_SIZE // 2}, got {size}")
+        label_space, labels = preprocessing.labels(SHAPES_CLASS_NAMES, class_space=self.class_space)
         super().__init__(
-            model_spec=model_spec,
+            preprocessing=preprocessing,
             item_ids=[_item_id(i) for i in range(num_items)],
-            item_categories=[CLASS_NAMES[i % len(CLASS_NAMES)] for i in range(num_items)],
+            item_categories=[
+                SHAPES_CLASS_NAMES[i % len(SHAPES_CLASS_NAMES)] for i in range(num_items)
+            ],
             tolerance=REAL_DATA_TOLERANCE * size / _REFERENCE_SIZE,
             label_space=label_space,
         )
@@ -248,10 +241,10 @@ class SyntheticShapes(ItemDataset):
     def __getitem__(self, index: int) -> Item:
         """Render item ``index`` and preprocess it for the model."""
         sample = render(self._check(index), seed=self.seed, size=self.size)
-        category = CLASS_NAMES[sample.label]
+        category = SHAPES_CLASS_NAMES[sample.label]
         return Item(
             id=_item_id(index),
-            image=self._preprocess(sample.image),
+            image=self.preprocessing.transform(sample.image),
             label=self.labels[category],
             category=category,
             region=sample.mask,

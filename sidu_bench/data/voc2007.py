@@ -12,25 +12,20 @@ from __future__ import annotations
 import logging
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torchvision
 
-from sidu_bench.data._api import (
-    NATURAL_IMAGES,
+from sidu_bench.data.items import (
     REAL_DATA_TOLERANCE,
     FileDataset,
+    Preprocessing,
     Record,
     Unreadable,
-    label_space_labels,
-    missing_root,
-    register_dataset,
 )
 from sidu_bench.data.regions import boxes_mask
-
-if TYPE_CHECKING:
-    from sidu_bench.models import ModelSpec
+from sidu_bench.data.registry import register_dataset
+from sidu_bench.domains import NATURAL_IMAGES
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +81,14 @@ class VOC2007(FileDataset):
         self,
         root: Path | None,
         *,
-        model_spec: ModelSpec,
+        preprocessing: Preprocessing,
         split: str = "test",
         download: bool = False,
         tolerance: float = REAL_DATA_TOLERANCE,
     ) -> None:
+        layout = LAYOUT.replace("<split>", split)
         if root is None:
-            raise missing_root(self.name, root, LAYOUT.replace("<split>", split))
+            raise self.missing(root, layout)
         if download:
             logger.info("downloading VOC 2007 %s into %s", split, root)
             torchvision.datasets.VOCDetection(
@@ -101,10 +97,8 @@ class VOC2007(FileDataset):
         base = root / "VOCdevkit" / "VOC2007"
         listing = base / "ImageSets" / "Main" / f"{split}.txt"
         if not listing.is_file():
-            raise missing_root(self.name, root, LAYOUT.replace("<split>", split))
-        label_space, labels = label_space_labels(
-            VOC_CLASSES, class_space=self.class_space, model_spec=model_spec
-        )
+            raise self.missing(root, layout)
+        label_space, labels = preprocessing.labels(VOC_CLASSES, class_space=self.class_space)
         records = []
         unreadable = []
         for image_id in listing.read_text(encoding="utf-8").split():
@@ -122,10 +116,7 @@ class VOC2007(FileDataset):
                 boxes = torch.tensor([c for n, _, c in objects if n == name], dtype=torch.float64)
                 records.append(Record(f"{image_id}/{name}", image, name, labels[name], boxes))
         super().__init__(
-            records,
-            model_spec=model_spec,
-            tolerance=tolerance,
-            label_space=label_space,
+            records, preprocessing=preprocessing, tolerance=tolerance, label_space=label_space
         )
         self.unreadable = tuple(unreadable)
 

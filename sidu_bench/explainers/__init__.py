@@ -5,11 +5,14 @@
 ``label`` is the canonical spec. Registered: ``sidu``, ``gradcam``, ``scorecam``, ``rise``,
 ``center``, ``random``, and Captum's methods as ``captum.<Method>`` (:mod:`.captum_adapter`; they
 need the optional package captum when built). Score-CAM and RISE run on
-:func:`sidu.masked_forward`, the engine under SIDU.
+:func:`sidu.masked_forward`, the engine under SIDU. A new method subclasses :class:`Explainer`,
+:class:`ModelExplainer` or :class:`LayerExplainer` and implements ``explain``; a class activation
+map subclasses :class:`CAMExplainer` and implements its channel ``weights`` only.
 """
 
 from sidu_bench.explainers import (
     baselines,
+    cam,
     captum_adapter,
     gradcam,
     rise,
@@ -21,7 +24,9 @@ from sidu_bench.explainers.base import (
     ExplainerSettings,
     LayerExplainer,
     ModelExplainer,
+    recording_gradients,
 )
+from sidu_bench.explainers.cam import CAMExplainer
 from sidu_bench.explainers.options import NoOptions
 from sidu_bench.explainers.registry import (
     ExplainerSpec,
@@ -34,6 +39,7 @@ from sidu_bench.explainers.registry import (
 from sidu_bench.explainers.seeding import item_generator, item_seed
 
 __all__ = [
+    "CAMExplainer",
     "Explainer",
     "ExplainerSettings",
     "ExplainerSpec",
@@ -41,6 +47,7 @@ __all__ = [
     "ModelExplainer",
     "NoOptions",
     "baselines",
+    "cam",
     "captum_adapter",
     "describe_explainer",
     "get_explainer",
@@ -49,6 +56,7 @@ __all__ = [
     "item_seed",
     "list_explainers",
     "parse_spec",
+    "recording_gradients",
     "register_explainer",
     "rise",
     "scorecam",

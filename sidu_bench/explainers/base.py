@@ -2,8 +2,10 @@
 
 :class:`Explainer` validates the call and checks the result; a method overrides
 :meth:`Explainer.explain` only. :class:`ModelExplainer` adds the classifier (explained in eval
-mode, every submodule's flag restored afterwards; never moved or modified) and
-:class:`LayerExplainer` a layer of it.
+mode, every submodule's flag restored afterwards; never moved or modified), its forward passes
+and the masked-forward engine; :class:`LayerExplainer` a layer of it, captured during one clean
+forward (:meth:`LayerExplainer._forward_layer`). A class activation map subclasses
+:class:`~sidu_bench.explainers.cam.CAMExplainer` and gives its channel weights only.
 """
 
 from __future__ import annotations
@@ -17,25 +19,40 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from sidu._validation import (
-    check_images,
-    check_model_device,
-    check_model_dtype,
-    expected_channels,
-    resolve_layer,
-    resolve_target,
-)
 from sidu.backends import ForwardBackend, check_backend, resolve_backend
 from sidu.capability import warn_if_slow_dtype
 from sidu.capture import ActivationCapture
 from sidu.engine import MaskSource, forward_context, masked_forward
 from sidu.modes import eval_mode
-from sidu.precision import PRECISIONS, fp32_precision
+from sidu.precision import autocast, check_dtype, check_precision, fp32_precision
+from sidu.validation import (
+    check_batch_size,
+    check_images,
+    check_logits,
+    check_model_inputs,
+    resolve_layer,
+    resolve_target,
+)
 from sidu_bench.explainers.options import NoOptions, canonical_label, check_option_types
 
-__all__ = ["Explainer", "ExplainerSettings", "LayerExplainer", "ModelExplainer"]
+__all__ = [
+    "Explainer",
+    "ExplainerSettings",
+    "LayerExplainer",
+    "ModelExplainer",
+    "recording_gradients",
+]
 
-_DTYPES = (None, torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+@contextlib.contextmanager
+def recording_gradients() -> Iterator[None]:
+    """Record autograd graphs within the block, also under the caller's inference or no-grad mode.
+
+    Inputs made inside the block (``images.detach().clone().requires_grad_(True)``) are ordinary
+    tensors even when ``images`` is an inference tensor.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
 
 
 @dataclass(frozen=True)
@@ -68,18 +85,10 @@ class ExplainerSettings:
         """Validate the settings."""
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(
-                "dtype must be None, torch.float32, torch.float64, torch.bfloat16 or "
-                f"torch.float16, got {self.dtype!r}"
-            )
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive int or None, got {self.batch_size!r}")
+        check_dtype(self.dtype)
+        check_batch_size(self.batch_size)
         check_backend(self.backend)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_precision(self.precision)
 
 
 class Explainer(abc.ABC):
@@ -190,16 +199,12 @@ class ModelExplainer(Explainer):
             return super().__call__(images, targets, item_ids)
 
     def _check_images(self, images: torch.Tensor) -> None:
-        check_images(images, name="images", channels=expected_channels(self.model))
-        check_model_device(self.model, images)
-        check_model_dtype(self.model, images, self.settings.dtype)
+        check_model_inputs(self.model, images, dtype=self.settings.dtype)
 
     def _check_targets(self, targets: torch.Tensor, logits: torch.Tensor) -> None:
-        """Raise unless every target is a class of ``logits`` ``[B, num_classes]``."""
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
-            raise ValueError(f"model must return logits [B, num_classes], got {shape}")
-        resolve_target(targets, logits.argmax(dim=1), logits.shape[1])
+        """Raise unless ``logits`` is ``[B, num_classes]`` and every target one of its classes."""
+        check_logits(logits, batch=targets.shape[0])
+        resolve_target(targets, logits)
 
     def _logits(self, images: torch.Tensor) -> torch.Tensor:
         """Forward the clean images (inference mode, autocast for a reduced dtype)."""
@@ -215,7 +220,7 @@ class ModelExplainer(Explainer):
         """Run :func:`sidu.masked_forward` with this explainer's settings.
 
         The backend is resolved here (the model is in eval mode) and kept as
-        :attr:`backend_used`.
+        :attr:`backend_used`. The images were checked by the call (not scanned again).
         """
         self._backend_used = resolve_backend(
             self.model,
@@ -235,6 +240,7 @@ class ModelExplainer(Explainer):
             channels_last=self.settings.channels_last,
             backend=self._backend_used,
             precision=self.settings.precision,
+            validate_args=False,
         )
 
 
@@ -260,12 +266,27 @@ class LayerExplainer(ModelExplainer):
         super().__init__(model, options=options, settings=settings)
         self.layer_name, self.layer = resolve_layer(model, layer)
 
-    @contextlib.contextmanager
-    def _capture(self) -> Iterator[ActivationCapture]:
-        """A forward hook on the layer, removed on exit."""
+    def _forward_layer(
+        self, images: torch.Tensor, *, gradient: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward the clean images once; return ``(logits, the layer's output [B, K, h, w])``.
+
+        A forward hook captures the layer and is removed on return. Without ``gradient`` the
+        pass runs as :meth:`_logits` (inference mode). With it, the images enter as a new leaf
+        that requires grad and the pass records the autograd graph (autocast for a reduced
+        dtype still applies), so that the output can be differentiated: call it within
+        :func:`recording_gradients`. The layer must run once per forward pass.
+        """
         capture = ActivationCapture(self.layer, self.layer_name)
         capture.attach()
         try:
-            yield capture
+            capture.arm()
+            if gradient:
+                inputs = images.detach().clone().requires_grad_(True)
+                with autocast(images.device, self.settings.dtype):
+                    logits = self.model(inputs)
+            else:
+                logits = self._logits(images)
+            return logits, capture.take()
         finally:
             capture.detach()

@@ -31,7 +31,7 @@ Conventions (the same for every method):
   depend on the seed and the item only, never on the batch or the order.
 * **resolution**: pixel methods give maps at input resolution; ``captum.LayerGradCam`` (ReLU on,
   layer = the explained layer the runner passes) gives maps at the layer's resolution, brought
-  to the input's with the suite's CAM rule (:func:`._cam.cam_to_map`: min-max, bilinear resize,
+  to the input's with the suite's CAM rule (:func:`.cam.cam_to_map`: min-max, bilinear resize,
   min-max), so it equals the built-in ``gradcam``.
 """
 
@@ -48,8 +48,9 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from sidu_bench.explainers._cam import cam_to_map
-from sidu_bench.explainers.base import LayerExplainer, ModelExplainer
+from sidu.precision import REDUCED_DTYPES, autocast
+from sidu_bench.explainers.base import LayerExplainer, ModelExplainer, recording_gradients
+from sidu_bench.explainers.cam import cam_to_map
 from sidu_bench.explainers.options import NoOptions
 from sidu_bench.explainers.registry import register_explainer
 from sidu_bench.explainers.seeding import item_seed
@@ -193,8 +194,8 @@ class _Logits(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return logits ``[B, num_classes]``."""
-        if self.dtype in (torch.bfloat16, torch.float16):
-            with torch.autocast(device_type=images.device.type, dtype=self.dtype):
+        if self.dtype in REDUCED_DTYPES:
+            with autocast(images.device, self.dtype):
                 return self.model(images).float()
         return self.model(images)
 
@@ -244,7 +245,7 @@ class _Captum:
         self._check_targets(targets, self._logits(images))
         forward = _Logits(self.model, self.settings.dtype)
         results = []
-        with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings():
+        with recording_gradients(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_CAPTUM_NOTICES, category=UserWarning)
             for index, item_id in enumerate(item_ids):
                 # clones outside inference mode: the inputs may be inference tensors
@@ -271,9 +272,15 @@ class _Captum:
 
 
 class _CaptumPixels(_Captum, ModelExplainer):
-    """A Captum method with attributions at input resolution ``[B, C, H, W]``."""
+    """A Captum method with attributions at input resolution ``[B, C, H, W]``.
+
+    Subclasses name the ``captum.attr`` class (``method``) and the arguments of its
+    ``attribute`` besides the image and the target (:meth:`_arguments`), or override
+    :meth:`_attribute`.
+    """
 
     options_type: ClassVar[type] = ReduceOptions
+    method: ClassVar[str] = ""
 
     def explain(
         self, images: torch.Tensor, targets: torch.Tensor, item_ids: tuple[str, ...]
@@ -287,7 +294,12 @@ class _CaptumPixels(_Captum, ModelExplainer):
         self, forward: nn.Module, image: torch.Tensor, target: torch.Tensor
     ) -> torch.Tensor:
         """Captum's attributions ``[1, C, H, W]`` of one image."""
-        raise NotImplementedError
+        method = getattr(self._captum, self.method)(forward)
+        return method.attribute(image, target=target, **self._arguments(image))
+
+    def _arguments(self, image: torch.Tensor) -> dict[str, Any]:
+        """Arguments of ``attribute`` besides the image and the target (none by default)."""
+        return {}
 
 
 @register_explainer("captum.IntegratedGradients")
@@ -298,19 +310,16 @@ class CaptumIntegratedGradients(_CaptumPixels):
     """
 
     options_type = IntegratedGradientsOptions
+    method = "IntegratedGradients"
 
-    def _attribute(
-        self, forward: nn.Module, image: torch.Tensor, target: torch.Tensor
-    ) -> torch.Tensor:
+    def _arguments(self, image: torch.Tensor) -> dict[str, Any]:
         options: IntegratedGradientsOptions = self.options
-        return self._captum.IntegratedGradients(forward).attribute(
-            image,
-            baselines=_baseline(image.detach(), options.baseline),
-            target=target,
-            n_steps=options.n_steps,
-            method=options.method,
-            internal_batch_size=self._chunk(),
-        )
+        return {
+            "baselines": _baseline(image.detach(), options.baseline),
+            "n_steps": options.n_steps,
+            "method": options.method,
+            "internal_batch_size": self._chunk(),
+        }
 
 
 @register_explainer("captum.Saliency")
@@ -320,20 +329,17 @@ class CaptumSaliency(_CaptumPixels):
     ``attribute(image, target, abs=False)``; ``reduce`` takes the absolute value.
     """
 
-    def _attribute(
-        self, forward: nn.Module, image: torch.Tensor, target: torch.Tensor
-    ) -> torch.Tensor:
-        return self._captum.Saliency(forward).attribute(image, target=target, abs=False)
+    method = "Saliency"
+
+    def _arguments(self, image: torch.Tensor) -> dict[str, Any]:
+        return {"abs": False}
 
 
 @register_explainer("captum.InputXGradient")
 class CaptumInputXGradient(_CaptumPixels):
     """Input x Gradient (Shrikumar et al., 2016) by Captum: ``attribute(image, target)``."""
 
-    def _attribute(
-        self, forward: nn.Module, image: torch.Tensor, target: torch.Tensor
-    ) -> torch.Tensor:
-        return self._captum.InputXGradient(forward).attribute(image, target=target)
+    method = "InputXGradient"
 
 
 @register_explainer("captum.GuidedBackprop")
@@ -344,10 +350,7 @@ class CaptumGuidedBackprop(_CaptumPixels):
     seen): ``attribute(image, target)``.
     """
 
-    def _attribute(
-        self, forward: nn.Module, image: torch.Tensor, target: torch.Tensor
-    ) -> torch.Tensor:
-        return self._captum.GuidedBackprop(forward).attribute(image, target=target)
+    method = "GuidedBackprop"
 
 
 @register_explainer("captum.DeepLift")
@@ -359,14 +362,10 @@ class CaptumDeepLift(_CaptumPixels):
     """
 
     options_type = DeepLiftOptions
+    method = "DeepLift"
 
-    def _attribute(
-        self, forward: nn.Module, image: torch.Tensor, target: torch.Tensor
-    ) -> torch.Tensor:
-        options: DeepLiftOptions = self.options
-        return self._captum.DeepLift(forward).attribute(
-            image, baselines=_baseline(image.detach(), options.baseline), target=target
-        )
+    def _arguments(self, image: torch.Tensor) -> dict[str, Any]:
+        return {"baselines": _baseline(image.detach(), self.options.baseline)}
 
 
 @register_explainer("captum.Occlusion")
@@ -434,7 +433,7 @@ class CaptumLayerGradCam(_Captum, LayerExplainer):
     """Grad-CAM by Captum's ``LayerGradCam`` (ReLU on), resized with the suite's CAM rule.
 
     ``attribute(image, target, relu_attributions=True)`` on the explained layer, then
-    :func:`._cam.cam_to_map`; equal to the built-in ``gradcam``.
+    :func:`.cam.cam_to_map`; equal to the built-in ``gradcam``.
     """
 
     options_type = NoOptions

@@ -8,7 +8,6 @@ canonical spec (non-default options only, keys sorted: see :mod:`.options`).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -23,8 +22,10 @@ from sidu_bench.explainers.base import (
     ModelExplainer,
 )
 from sidu_bench.explainers.options import canonical_label, option_fields, parse_value
+from sidu_bench.registry import Registry, did_you_mean
 
 __all__ = [
+    "EXPLAINERS",
     "ExplainerSpec",
     "describe_explainer",
     "get_explainer",
@@ -34,7 +35,8 @@ __all__ = [
 ]
 
 _ExplainerClass = TypeVar("_ExplainerClass", bound=type[Explainer])
-_EXPLAINERS: dict[str, type[Explainer]] = {}
+EXPLAINERS: Registry[type[Explainer]] = Registry("explainer")
+"""Every registered explainer class, by name."""
 
 
 def register_explainer(name: str) -> Callable[[_ExplainerClass], _ExplainerClass]:
@@ -49,13 +51,11 @@ def register_explainer(name: str) -> Callable[[_ExplainerClass], _ExplainerClass
         raise ValueError(f"explainer name must be non-empty without ':,= ', got {name!r}")
 
     def decorator(cls: _ExplainerClass) -> _ExplainerClass:
-        if name in _EXPLAINERS:
-            raise ValueError(f"explainer {name!r} is already registered")
         if not (isinstance(cls, type) and issubclass(cls, Explainer)):
             raise TypeError(f"register_explainer expects an Explainer subclass, got {cls!r}")
         option_fields(cls.options_type)
+        EXPLAINERS.register(name, cls)
         cls.name = name
-        _EXPLAINERS[name] = cls
         return cls
 
     return decorator
@@ -63,21 +63,12 @@ def register_explainer(name: str) -> Callable[[_ExplainerClass], _ExplainerClass
 
 def list_explainers() -> list[str]:
     """Return the registered explainer names, sorted."""
-    return sorted(_EXPLAINERS)
-
-
-def _lookup(name: str) -> type[Explainer]:
-    """Return the class registered as ``name``; the error lists the closest names."""
-    if name in _EXPLAINERS:
-        return _EXPLAINERS[name]
-    close = difflib.get_close_matches(name, list(_EXPLAINERS), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown explainer {name!r}{hint} (known: {', '.join(list_explainers())})")
+    return EXPLAINERS.names()
 
 
 def describe_explainer(name: str) -> str:
     """Return ``name``, the first line of the class docstring and the options with defaults."""
-    cls = _lookup(name)
+    cls = EXPLAINERS.get(name)
     summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
     fields = option_fields(cls.options_type)
     options = ", ".join(f"{key}={default!r}" for key, (_kind, default) in sorted(fields.items()))
@@ -111,7 +102,7 @@ def parse_spec(spec: str) -> ExplainerSpec:
     if not isinstance(spec, str):
         raise TypeError(f"explainer spec must be a string, got {type(spec).__name__}")
     name, colon, rest = spec.strip().partition(":")
-    cls = _lookup(name.strip())
+    cls = EXPLAINERS.get(name.strip())
     fields = option_fields(cls.options_type)
     valid = ", ".join(sorted(fields)) or "none"
     values: dict[str, object] = {}
@@ -123,11 +114,9 @@ def parse_spec(spec: str) -> ExplainerSpec:
                 f"(syntax: name[:key=value[,key=value]]; options of {cls.name!r}: {valid})"
             )
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"explainer spec {spec!r}: unknown option {key!r} for {cls.name!r}{hint} "
-                f"(valid options: {valid})"
+                f"explainer spec {spec!r}: unknown option {key!r} for {cls.name!r}"
+                f"{did_you_mean(key, fields)} (valid options: {valid})"
             )
         if key in values:
             raise ValueError(f"explainer spec {spec!r}: option {key!r} is given twice")
@@ -177,7 +166,7 @@ def get_explainer(
         'center'
     """
     parsed = spec if isinstance(spec, ExplainerSpec) else parse_spec(spec)
-    cls = _lookup(parsed.name)
+    cls = EXPLAINERS.get(parsed.name)
     settings = ExplainerSettings(
         seed=seed,
         dtype=dtype,

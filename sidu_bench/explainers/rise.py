@@ -11,7 +11,7 @@ stream ``"rise"``), drawn in this order (the RISE authors' ``generate_masks``):
    generator=g)``, with cell size ``ch = ceil(H / s)``, ``cw = ceil(W / s)``;
 3. ``up_i = skimage.transform.resize(grid_i, ((s + 1) ch, (s + 1) cw), order=1,
    mode="reflect", anti_aliasing=False)``: bilinear at pixel centres with a mirrored border
-   (:func:`sidu.upsample.interpolation_matrix`);
+   (:func:`sidu.resize.interpolation_matrix`);
 4. ``M_i = up_i[dy_i : dy_i + H, dx_i : dx_i + W]``.
 
 TorchRay differs in three ways that we do not follow: it scores with ``sigmoid`` of the logits
@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
-from sidu.upsample import interpolation_matrix
+from sidu.resize import interpolation_matrix
+from sidu.scores import target_probability
 from sidu_bench.explainers.base import ModelExplainer
 from sidu_bench.explainers.registry import register_explainer
 from sidu_bench.explainers.seeding import item_generator
@@ -177,9 +178,7 @@ class RISE(ModelExplainer):
         probabilities = self._masked_forward(
             images,
             source,
-            lambda outputs, owner: torch.softmax(outputs.to(torch.float64), dim=1).gather(
-                1, targets[owner, None]
-            )[:, 0],
+            lambda outputs, owner: target_probability(outputs, targets[owner]),
         )
         maps = [source.weighted_sum(b, probabilities[b]) for b in range(len(item_ids))]
         return torch.stack(maps) / (options.masks * options.p)

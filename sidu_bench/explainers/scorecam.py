@@ -7,7 +7,7 @@ For the layer's activations ``A`` (``K x h x w``): ``U_k`` = ``A_k`` upsampled t
 bilinearly with ``align_corners=True`` (pytorch-grad-cam's ``UpsamplingBilinear2d``), mask
 ``M_k = (U_k - min U_k) / (max U_k - min U_k + 1e-8)``, score ``s_k`` = the target logit of
 ``model(x * M_k)``, ``w = softmax_k(s)``, ``cam = ReLU(sum_k w_k A_k)``, then min-max, bilinear
-resize and min-max as Grad-CAM (:func:`._cam.cam_to_map`). The ``K`` masked forwards run on
+resize and min-max as Grad-CAM (:class:`.cam.CAMExplainer`). The ``K`` masked forwards run on
 :func:`sidu.masked_forward`; masks are made chunk by chunk, never all ``K`` at full size.
 
 Option ``max_channels`` (``N``, default ``-1``: all channels, plain Score-CAM) is the channel
@@ -26,10 +26,10 @@ import logging
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+from torch import Tensor
 
-from sidu_bench.explainers._cam import cam_to_map
-from sidu_bench.explainers.base import LayerExplainer
+from sidu.resize import resize
+from sidu_bench.explainers.cam import CAMExplainer
 from sidu_bench.explainers.registry import register_explainer
 
 __all__ = [
@@ -132,7 +132,7 @@ class ScoreCAMMasks:
         device = self._activations.device
         with torch.autocast(device_type=device.type, enabled=False):
             small = self._activations[image_index, start:stop][None]
-            up = F.interpolate(small, size=self._size, mode="bilinear", align_corners=True)[0]
+            up = resize(small, self._size, rule="align_corners")[0]
             flat = up.flatten(1)
             low = flat.min(dim=1).values[:, None, None]
             high = flat.max(dim=1).values[:, None, None]
@@ -140,38 +140,21 @@ class ScoreCAMMasks:
 
 
 @register_explainer("scorecam")
-class ScoreCAM(LayerExplainer):
+class ScoreCAM(CAMExplainer):
     """Score-CAM (Wang et al., CVPRW 2020) as pytorch-grad-cam computes it.
 
     With ``max_channels=N`` only each image's ``N`` top-variance channels are scored (Faster
-    Score-CAM); see the module docstring.
-
-    Example:
-        >>> from sidu_bench.explainers import get_explainer
-        >>> net = torch.nn.Sequential(
-        ...     torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
-        ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> maps = get_explainer("scorecam", net, "1")(
-        ...     torch.rand(2, 3, 8, 8), torch.tensor([0, 1]), ["a", "b"])
-        >>> tuple(maps.shape)
-        (2, 8, 8)
-        >>> get_explainer("scorecam:max_channels=2", net, "1").label
-        'scorecam:max_channels=2'
+    Score-CAM); see the module docstring. The masked forwards run in chunks of ``batch_size``.
     """
 
     options_type = ScoreCAMOptions
 
-    def explain(
-        self, images: torch.Tensor, targets: torch.Tensor, item_ids: tuple[str, ...]
-    ) -> torch.Tensor:
-        """Return Score-CAM maps ``[B, S, S]`` (float64) for ``targets``."""
+    def weights(
+        self, images: Tensor, targets: Tensor, logits: Tensor, activations: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Return ``softmax_k(s)`` over the kept channels and those channels' activations."""
         options: ScoreCAMOptions = self.options
-        with self._capture() as capture:
-            capture.arm()
-            logits = self._logits(images)
-            activations = capture.take().to(images.dtype)
-        self._check_targets(targets, logits)
-        size = tuple(images.shape[-2:])
+        activations = activations.to(images.dtype)
         channels = activations.shape[1]
         kept = options.keeps(channels)
         if kept < channels:
@@ -179,14 +162,10 @@ class ScoreCAM(LayerExplainer):
             activations = activations.gather(
                 1, index[:, :, None, None].expand(-1, -1, *activations.shape[2:])
             )
-        logger.debug(
-            "scorecam: %d images x %d masks (of %d channels)", len(item_ids), kept, channels
-        )
+        logger.debug("scorecam: %d images x %d masks (of %d channels)", len(images), kept, channels)
         scores = self._masked_forward(
             images,
-            ScoreCAMMasks(activations, size),
+            ScoreCAMMasks(activations, tuple(images.shape[-2:])),
             lambda outputs, owner: outputs.to(torch.float64).gather(1, targets[owner, None])[:, 0],
         )
-        weights = torch.softmax(torch.stack(scores), dim=1)
-        cam = torch.einsum("bk,bkhw->bhw", weights, activations.to(torch.float64))
-        return cam_to_map(cam, size)
+        return torch.softmax(torch.stack(scores), dim=1), activations

@@ -1,18 +1,20 @@
 """SIDU (Muddamsetty et al., Pattern Recognition 127 (2022) 108604) in the registry.
 
-A thin wrapper of :class:`sidu.SIDU` (see it for the method): options ``threshold`` and
-``kernel_width``; the layer is the caller's (the model's default layer in a run).
+The method of :class:`sidu.SIDU` (see it for the formulas), run on the public core
+:func:`sidu.core.run_sidu`: the explainer base checks the images once, puts the model in eval
+mode and captures the layer in the clean forward. Options ``threshold`` and ``kernel_width``; the
+layer is the caller's (the model's default layer in a run).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
-from sidu import SIDU
-from sidu._core import SIDUOptions
+from sidu.core import SIDUOptions, run_sidu
+from sidu.scores import class_probabilities
 from sidu_bench.explainers.base import ExplainerSettings, LayerExplainer
 from sidu_bench.explainers.registry import register_explainer
 
@@ -39,10 +41,10 @@ class SIDUExplainer(LayerExplainer):
 
     Example:
         >>> from sidu_bench.explainers import get_explainer
-        >>> net = torch.nn.Sequential(
-        ...     torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
-        ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> maps = get_explainer("sidu:threshold=0.5", net, "1")(
+        >>> net = torch.nn.Sequential(  # two classes: the pooled channels of a convolution
+        ...     torch.nn.Conv2d(3, 2, 3, padding=1), torch.nn.AdaptiveMaxPool2d(1),
+        ...     torch.nn.Flatten())
+        >>> maps = get_explainer("sidu:threshold=0.5", net, "0")(
         ...     torch.rand(2, 3, 8, 8), torch.tensor([0, 1]), ["a", "b"])
         >>> tuple(maps.shape)
         (2, 8, 8)
@@ -59,23 +61,29 @@ class SIDUExplainer(LayerExplainer):
         settings: ExplainerSettings,
     ) -> None:
         super().__init__(model, layer, options=options, settings=settings)
-        self._sidu = SIDU(
-            model,
-            self.layer,
-            threshold=options.threshold,
-            kernel_width=options.kernel_width,
-            batch_size=settings.batch_size,
-            dtype=settings.dtype,
-            channels_last=settings.channels_last,
-            memory_budget=settings.memory_budget,
-            backend=settings.backend,
-            precision=settings.precision,
+        # every setting but the seed (SIDU draws nothing) is a SIDU option of the same name
+        run = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "seed"}
+        self._sidu_options = SIDUOptions(
+            threshold=options.threshold, kernel_width=options.kernel_width, **run
         )
 
     def explain(
         self, images: torch.Tensor, targets: torch.Tensor, item_ids: tuple[str, ...]
     ) -> torch.Tensor:
         """Return SIDU maps ``[B, S, S]`` for ``targets``."""
-        maps = self._sidu(images, targets)
-        self._backend_used = self._sidu.backend_used
-        return maps
+
+        def clean_forward() -> tuple[torch.Tensor, torch.Tensor]:
+            logits, features = self._forward_layer(images)
+            self._check_targets(targets, logits)
+            return features, class_probabilities(logits)
+
+        result = run_sidu(
+            self.model,
+            images,
+            clean_forward=clean_forward,
+            output_vectors=class_probabilities,
+            targets=lambda _probabilities: targets,
+            options=self._sidu_options,
+        )
+        self._backend_used = result.backend
+        return result.saliency

@@ -6,11 +6,30 @@
 - :func:`localisation_summary`, :func:`insertion_deletion_summary`: per-class and overall means.
 - :class:`PointingGame`, :class:`EnergyPointingGame`, :class:`RegionAUC`,
   :class:`InsertionDeletion`: the same reductions as update/compute/reset accumulators.
+- :func:`register_metric`, :func:`get_metric`, :func:`list_metrics`: the registry of metric
+  descriptions (:class:`Metric`, :class:`Statistic`) that the runner, summaries, ``compare``
+  and ``report`` read; each metric module registers its own.
 """
 
 from .accumulators import EnergyPointingGame, InsertionDeletion, PointingGame, RegionAUC
 from .insertion_deletion import InsertionDeletionResult, curve_auc, insertion_deletion
 from .localisation import energy_pointing_game, pointing_game, region_auc
+from .registry import (
+    Metric,
+    MetricScore,
+    ScoredItem,
+    ScoringSettings,
+    Statistic,
+    get_metric,
+    get_statistic,
+    list_metrics,
+    metric_columns,
+    protocol_entries,
+    register_metric,
+    registered_metrics,
+    summary_statistics,
+    unregister_metric,
+)
 from .substrates import rise_blur, rise_blur_kernel
 from .summary import (
     InsertionDeletionReport,
@@ -29,15 +48,29 @@ __all__ = [
     "InsertionDeletionSummary",
     "LocalisationReport",
     "LocalisationSummary",
+    "Metric",
+    "MetricScore",
     "PointingGame",
     "RegionAUC",
+    "ScoredItem",
+    "ScoringSettings",
+    "Statistic",
     "curve_auc",
     "energy_pointing_game",
+    "get_metric",
+    "get_statistic",
     "insertion_deletion",
     "insertion_deletion_summary",
+    "list_metrics",
     "localisation_summary",
+    "metric_columns",
     "pointing_game",
+    "protocol_entries",
     "region_auc",
+    "register_metric",
+    "registered_metrics",
     "rise_blur",
     "rise_blur_kernel",
+    "summary_statistics",
+    "unregister_metric",
 ]

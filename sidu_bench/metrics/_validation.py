@@ -1,4 +1,7 @@
-"""Input checks shared by the metrics: each error names the argument and what was expected."""
+"""Input checks shared by the metrics: each error names the argument and what was expected.
+
+Images are checked by :func:`sidu.validation.check_images`.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +10,6 @@ from numbers import Integral, Real
 
 import torch
 from torch import Tensor
-
-
-def check_images(images: object) -> Tensor:
-    """Return ``images`` if it is a 4-D floating tensor ``[B, C, H, W]``, else raise."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor [B, C, H, W], got {type(images).__name__}")
-    if images.ndim != 4:
-        raise ValueError(f"images must be 4-D [B, C, H, W], got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(
-            f"images must be a floating tensor (float32 or float64), got {images.dtype}"
-        )
-    if images.shape[0] == 0:
-        raise ValueError("images must hold at least one image, got batch size 0")
-    return images
 
 
 def check_saliency(saliency: object, *, batch: int | None = None) -> Tensor:

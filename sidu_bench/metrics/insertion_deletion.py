@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Literal
 
 import torch
@@ -22,11 +20,16 @@ from sidu.chunking import (
     memory_kind,
     probe_bytes_per_image,
 )
+from sidu.engine import forward_context
+from sidu.modes import eval_mode
 from sidu.precision import fp32_precision
+from sidu.resize import resize
+from sidu.scores import target_probability
+from sidu.validation import check_images, check_logits, check_model_device, resolve_target
 
-from ._maps import resize_maps
-from ._validation import check_images, check_positive_int, check_saliency, check_substrate
-from .substrates import rise_blur
+from ._validation import check_positive_int, check_saliency, check_substrate
+from .registry import Metric, MetricScore, ScoredItem, ScoringSettings, Statistic, register_metric
+from .substrates import rise_blur, rise_blur_description
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,10 @@ MAX_CHUNK = 512
 #: Input-sized tensors of a chunk besides the forward pass on CUDA (the two gathered sources of
 #: each perturbed image); the forward pass itself is measured (:mod:`sidu.chunking`).
 SOURCES_PER_IMAGE = 2
+#: The protocol object's words for what the code does (see :func:`insertion_deletion`).
+DELETION_SUBSTRATE = "zeros (normalised space)"
+CURVE_SCORE = "softmax probability of the target"
+PIXEL_ORDER = "saliency descending, ties by row-major index"
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,7 @@ def insertion_deletion(
             max=n_pixels
         )
     chunk = _chunk_size(images, batch_size, total=batch * n_steps, model=model)
-    _check_model_device(model, images)
+    check_model_device(model, images)
     deletion_fill = (
         torch.zeros((), dtype=images.dtype, device=images.device).expand(images.shape)
         if deletion_substrate is None
@@ -177,21 +184,21 @@ def insertion_deletion(
         chunk,
     )
 
-    with fp32_precision(precision), _evaluating(model):
+    with fp32_precision(precision), eval_mode(model), torch.inference_mode():
         forward = (
             backend
             if isinstance(backend, ForwardBackend)
             else resolve_backend(model, images, backend)
         )
-        rank = _pixel_rank(resize_maps(saliency.to(images.device), (height, width)))
+        rank = _pixel_rank(resize(saliency.to(images.device), (height, width), rule="clamp"))
         thresholds = pixels_changed.to(rank.dtype)
         clean_logits = torch.cat([forward(part) for part in images.split(chunk)])
-        _check_logits(clean_logits, n_images=batch)
-        target_index = _target_index(target, clean_logits)
+        check_logits(clean_logits, batch=batch)
+        target_index = resolve_target(target, clean_logits)
         if insertion_start is None:
             insertion_start = torch.cat([rise_blur(part) for part in images.split(chunk)])
         curves = torch.empty(2, batch, n_steps + 1, dtype=torch.float64, device=images.device)
-        clean = _target_probability(clean_logits, target_index)
+        clean = target_probability(clean_logits, target_index)
         curves[0, :, 0] = clean
         curves[1, :, n_steps] = clean
         # Deletion: steps 1..n from the image towards the substrate; insertion: steps 0..n-1
@@ -207,8 +214,8 @@ def insertion_deletion(
                     changed = (rank[item] < thresholds[step_index, None]).view(-1, 1, height, width)
                     perturbed = torch.where(changed, fill[item], keep[item])
                     logits = forward(perturbed)
-                    _check_logits(logits, n_images=len(job))
-                    curves[kind, item, step_index] = _target_probability(logits, target_index[item])
+                    check_logits(logits, batch=len(job))
+                    curves[kind, item, step_index] = target_probability(logits, target_index[item])
     deletion_curve, insertion_curve = (curve.clone() for curve in curves)
     return InsertionDeletionResult(
         insertion_auc=curve_auc(insertion_curve),
@@ -223,19 +230,6 @@ def insertion_deletion(
     )
 
 
-@contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Run ``model`` in eval mode under inference mode; restore every module's training flag."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        for module, training in flags:
-            module.training = training
-
-
 def _pixel_rank(maps: Tensor) -> Tensor:
     """Rank ``[B, H*W]`` of each pixel: saliency descending, ties by row-major index.
 
@@ -247,53 +241,6 @@ def _pixel_rank(maps: Tensor) -> Tensor:
     dtype = torch.int32 if flat.shape[1] <= torch.iinfo(torch.int32).max else torch.int64
     positions = torch.arange(flat.shape[1], device=flat.device, dtype=dtype).expand_as(order)
     return torch.empty_like(order, dtype=dtype).scatter_(1, order, positions)
-
-
-def _target_probability(logits: Tensor, target: Tensor) -> Tensor:
-    """Softmax probability (float64) of ``target`` ``[N]`` under ``logits`` ``[N, K]``."""
-    probabilities = torch.softmax(logits.to(torch.float64), dim=1)
-    return probabilities.gather(1, target[:, None])[:, 0]
-
-
-def _target_index(target: int | Sequence[int] | Tensor | None, clean_logits: Tensor) -> Tensor:
-    """Return the explained class per image as int64 ``[B]``; None = clean-logit argmax."""
-    batch, n_classes = clean_logits.shape
-    if target is None:
-        return clean_logits.argmax(dim=1)
-    tensor = torch.as_tensor(target, device=clean_logits.device)
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
-        raise TypeError(f"target must hold integer class indices, got dtype {tensor.dtype}")
-    if tensor.ndim == 0:
-        tensor = tensor.expand(batch)
-    if tensor.shape != (batch,):
-        raise ValueError(
-            f"target must be an int or hold one class per image ({batch}), "
-            f"got shape {tuple(tensor.shape)}"
-        )
-    outside = (tensor < 0) | (tensor >= n_classes)
-    if bool(outside.any()):
-        raise ValueError(
-            f"target out of range: class indices must lie in [0, {n_classes}), "
-            f"got {tensor[outside].tolist()}"
-        )
-    return tensor.to(torch.int64)
-
-
-def _check_logits(logits: object, *, n_images: int) -> None:
-    if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != n_images:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(
-            f"model must return logits [N, num_classes] for N = {n_images}, got {shape}"
-        )
-
-
-def _check_model_device(model: nn.Module, images: Tensor) -> None:
-    first = next(chain(model.parameters(), model.buffers()), None)
-    if first is not None and first.device != images.device:
-        raise ValueError(
-            f"model and images must be on the same device: the model's tensors are on "
-            f"{first.device}, the images on {images.device}"
-        )
 
 
 def _chunk_size(
@@ -314,11 +261,60 @@ def _chunk_size(
     if memory_kind(images.device) == "cuda":
         if model is None:
             raise ValueError("model is needed to size chunks on CUDA")
-        _check_model_device(model, images)
-        with _evaluating(model):
+        check_model_device(model, images)
+        with eval_mode(model), torch.inference_mode():
             forward_bytes = probe_bytes_per_image(model, images)
         per_image = forward_bytes + SOURCES_PER_IMAGE * input_bytes
         limit = batch_size_for(per_image, cuda_memory_budget(images.device), CUDA_MAX_BATCH)
     else:
         limit = batch_size_for(input_bytes * BYTES_PER_INPUT, CPU_BUDGET_BYTES, MAX_CHUNK)
     return balanced_chunk_size(total, limit)
+
+
+_SETTINGS = ("steps", "step", "batch_size", "backend", "precision")
+"""The :class:`ScoringSettings` fields that are :func:`insertion_deletion` options too."""
+
+
+def _score_item(item: ScoredItem, settings: ScoringSettings) -> MetricScore:
+    """Both AUCs of one explained item, and its curves (kept as ``insertion@``/``deletion@``)."""
+    options = {name: getattr(settings, name) for name in _SETTINGS}
+    with forward_context(item.image.device, settings.dtype):
+        result = insertion_deletion(
+            item.model, item.image, item.maps, target=item.target, **options
+        )
+    return MetricScore(
+        {
+            "insertion_auc": float(result.insertion_auc[0]),
+            "deletion_auc": float(result.deletion_auc[0]),
+        },
+        curves={"insertion": result.insertion_curve[0], "deletion": result.deletion_curve[0]},
+    )
+
+
+def _protocol(settings: ScoringSettings) -> dict[str, object]:
+    return {
+        "steps": None if settings.step is not None else settings.steps,
+        "step": settings.step,
+        "deletion_substrate": DELETION_SUBSTRATE,
+        "insertion_substrate": rise_blur_description(),
+        "score": CURVE_SCORE,
+        "order": PIXEL_ORDER,
+    }
+
+
+INSERTION_DELETION = register_metric(
+    Metric(
+        name="insertion_deletion",
+        columns={"insertion_auc": math.nan, "deletion_auc": math.nan},
+        statistics=(
+            Statistic("insertion_auc", column="insertion_auc"),
+            Statistic(
+                "deletion_auc", column="deletion_auc", higher_is_better=False, title="deletion AUC"
+            ),
+        ),
+        score=_score_item,
+        protocol=_protocol,
+        position=40,
+    )
+)
+"""``--metrics insertion_deletion``: both AUCs per item (RISE, Petsiuk et al., BMVC 2018)."""

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
-from ._maps import resize_maps
+from sidu.resize import resize
+
 from ._validation import check_regions, check_saliency, check_tolerance
+from .registry import Metric, MetricScore, ScoredItem, ScoringSettings, Statistic, register_metric
 
 Regions = Tensor | Sequence[Tensor | None]
+#: The protocol object's words for what the code does (see :func:`pointing_game`).
+TOLERANCE_RULE = (
+    "declared by the data set: 15 px for real images, scaled by size / 224 for synthetic ones "
+    "(the value is the run's `tolerance`)"
+)
+MAP_RESIZE = "bilinear, align_corners=False, to the original size"
 
 
 def pointing_game(
@@ -170,4 +179,57 @@ def _resized_pair(map_: Tensor, region: Tensor | None) -> tuple[Tensor, Tensor |
     if region is None:
         return map_.to(torch.float64), None
     region = region.to(map_.device)
-    return resize_maps(map_[None], (region.shape[0], region.shape[1]))[0], region
+    return resize(map_, (region.shape[0], region.shape[1]), rule="clamp"), region
+
+
+def _score_pointing_game(item: ScoredItem, settings: ScoringSettings) -> MetricScore:
+    if settings.tolerance is None:
+        return MetricScore({})
+    hits, valid = pointing_game(item.maps.cpu(), [item.region], tolerance=settings.tolerance)
+    return MetricScore(
+        {
+            "pointing_game_hit": bool(hits[0]) and bool(valid[0]),
+            "pointing_game_valid": bool(valid[0]),
+        }
+    )
+
+
+def _register_share(
+    name: str, score: Callable[[Tensor, Regions], tuple[Tensor, Tensor]], *, position: int
+) -> Metric:
+    """Register a tolerance-free localisation metric: one value per item, NaN where invalid."""
+
+    def score_item(item: ScoredItem, settings: ScoringSettings) -> MetricScore:
+        values, valid = score(item.maps.cpu(), [item.region])
+        return MetricScore({name: float(values[0])} if bool(valid[0]) else {})
+
+    statistic = Statistic(name, column=name)
+    return register_metric(
+        Metric(
+            name, {name: math.nan}, (statistic,), score_item, uses_regions=True, position=position
+        )
+    )
+
+
+_HITS = {"column": "pointing_game_hit", "scored_by": "pointing_game_valid"}
+
+POINTING_GAME = register_metric(
+    Metric(
+        name="pointing_game",
+        columns={"pointing_game_hit": False, "pointing_game_valid": False},
+        statistics=(
+            Statistic("pointing_game", **_HITS, per_class=True, ranked_by="pointing_game_hit_rate"),
+            Statistic("pointing_game_hit_rate", **_HITS, in_report=False, title="hit rate"),
+            Statistic("pointing_game_center_miss", **_HITS, per_class=True, subset="center_miss"),
+        ),
+        score=_score_pointing_game,
+        protocol=lambda settings: {"tolerance_rule": TOLERANCE_RULE, "map_resize": MAP_RESIZE},
+        uses_regions=True,
+        position=10,
+    )
+)
+"""``--metrics pointing_game``: TorchRay's per-class score, the hit rate, the center-miss score."""
+ENERGY_POINTING_GAME = _register_share("energy_pointing_game", energy_pointing_game, position=20)
+"""``--metrics energy_pointing_game``: the share of positive saliency inside the region."""
+REGION_AUC = _register_share("region_auc", region_auc, position=30)
+"""``--metrics region_auc``: the ROC-AUC of the map as a score for region membership."""

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.nn.functional import conv2d
 
-from ._validation import check_images
+from sidu.validation import check_images
 
 KERNEL_SIZE = 11
 KERNEL_SIGMA = 5.0
@@ -45,6 +45,20 @@ def rise_blur_kernel(
     return torch.tensor(_rise_kernel_array(), dtype=dtype, device=device)
 
 
+def rise_blur_description() -> str:
+    """The insertion substrate as the protocol object names it, from this module's constants.
+
+    Example:
+        >>> rise_blur_description()
+        'RISE blur: gaussian_filter(delta 11x11, sigma=5), pad 5'
+
+    """
+    return (
+        f"RISE blur: gaussian_filter(delta {KERNEL_SIZE}x{KERNEL_SIZE}, sigma={KERNEL_SIGMA:g}), "
+        f"pad {KERNEL_SIZE // 2}"
+    )
+
+
 def rise_blur(images: Tensor) -> Tensor:
     """Blur ``images`` ``[B, C, H, W]`` with RISE's kernel, per channel, zero padding 5.
 
@@ -57,7 +71,7 @@ def rise_blur(images: Tensor) -> Tensor:
         (1.0, 0.2992)
 
     """
-    images = check_images(images)
+    images = check_images(images, finite=False)
     batch, channels, height, width = images.shape
     kernel = rise_blur_kernel(dtype=images.dtype, device=images.device)[None, None]
     planes = images.reshape(batch * channels, 1, height, width)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -77,7 +78,8 @@ def localisation_summary(
 
     ``per_class_mean = mean_k (sum of values of category k / valid items of category k)`` over
     the categories with a valid item: TorchRay's pointing-game score (Zhang et al., 2016), with
-    items grouped by the data set's ground-truth category; ``overall_mean`` = mean over valid
+    items grouped by the data set's ground-truth category (the one implementation of that mean:
+    ``summary.csv``'s per-class statistics use it too); ``overall_mean`` = mean over valid
     items (the overall hit rate for the pointing game). Invalid items are skipped and counted.
 
     Args:
@@ -146,7 +148,7 @@ def _localisation(values: Tensor, valid: Tensor, categories: Tensor) -> Localisa
     sums = torch.zeros(len(classes), dtype=torch.float64).index_add_(0, group, scored)
     counts = torch.bincount(group, minlength=len(classes))
     return LocalisationSummary(
-        per_class_mean=(sums / counts).mean().item() if len(classes) else math.nan,
+        per_class_mean=_mean_over_classes(sums / counts),
         overall_mean=scored.mean().item() if len(scored) else math.nan,
         n_valid=int(valid.sum()),
         n_skipped=int((~valid).sum()),
@@ -154,6 +156,15 @@ def _localisation(values: Tensor, valid: Tensor, categories: Tensor) -> Localisa
         class_sums=sums,
         class_counts=counts,
     )
+
+
+def _mean_over_classes(class_means: Tensor) -> float:
+    """TorchRay's score: the mean of the per-class means (NaN without a class).
+
+    Summed as numpy sums float64 (pairwise), so that a summary rebuilt from ``records.csv``
+    reproduces the published values to the last bit.
+    """
+    return float(np.mean(class_means.numpy())) if len(class_means) else math.nan
 
 
 def _insertion_deletion(

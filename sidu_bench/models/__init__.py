@@ -11,17 +11,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from sidu_bench.data._api import unknown_name_message
 from sidu_bench.models import efficientnet_lite, synthetic_cnn, torchvision_models
-from sidu_bench.models._api import (
-    ModelSpec,
-    find_layer,
-    register_model,
-    registered_factory,
-    registered_names,
-)
+from sidu_bench.models._api import MODELS, ModelSpec, find_layer, register_model
 from sidu_bench.models.checkpoint import torchvision_from_checkpoint
-from sidu_bench.models.synthetic_cnn import train_synthetic
+from sidu_bench.registry import unknown_name_message
 
 __all__ = [
     "ModelSpec",
@@ -32,25 +25,24 @@ __all__ = [
     "register_model",
     "synthetic_cnn",
     "torchvision_models",
-    "train_synthetic",
 ]
 
 
 def list_models(*, include_torchvision: bool = True) -> list[str]:
     """Names ``get_model`` accepts: registered models, then torchvision weights names."""
     extra = torchvision_models.list_weights() if include_torchvision else []
-    return registered_names() + extra
+    return MODELS.names() + extra
 
 
 def _build(name: str, path: Path | None, layer: str | None) -> ModelSpec:
-    factory = registered_factory(name)
+    factory = MODELS.find(name)
     architectures = torchvision_models.list_architectures()
     if factory is not None:
         return factory() if path is None else factory(checkpoint=path)
     if path is not None:
         if name in architectures:
             return torchvision_from_checkpoint(name, path, layer=layer)
-        known = [*registered_names(), *architectures]
+        known = [*MODELS.names(), *architectures]
         raise ValueError(unknown_name_message("architecture", name, known))
     if torchvision_models.is_weights_name(name):
         return torchvision_models.from_weights(name, layer=layer)

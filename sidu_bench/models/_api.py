@@ -8,14 +8,15 @@ from typing import TypeVar
 
 from torch import nn
 
-from sidu_bench.data._api import NATURAL_IMAGES, SYNTHETIC_SHAPES, unknown_name_message
+from sidu_bench.registry import Registry, unknown_name_message
 
 ModelFactory = Callable[..., "ModelSpec"]
 _Factory = TypeVar("_Factory", bound=ModelFactory)
 
-__all__ = ["NATURAL_IMAGES", "SYNTHETIC_SHAPES", "ModelSpec", "find_layer", "register_model"]
+__all__ = ["MODELS", "ModelSpec", "find_layer", "register_model"]
 
-_MODELS: dict[str, ModelFactory] = {}
+MODELS: Registry[ModelFactory] = Registry("model")
+"""Every registered model factory, by name (torchvision weights names are not registered)."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class ModelSpec:
             tell whether their labels are this model's classes; ``None`` when unknown.
         interpolation: resize interpolation of the model's preprocessing.
         domain: the kind of images the model was trained on (``"natural-images"``,
-            ``"synthetic-shapes"``, ...; see :mod:`sidu_bench.data`); the runner refuses a data
+            ``"synthetic-shapes"``, ...; see :mod:`sidu_bench.domains`); the runner refuses a data
             set of another domain unless told otherwise. ``None``: undeclared (also refused).
     """
 
@@ -72,23 +73,14 @@ def find_layer(module: nn.Module, name: str) -> nn.Module:
     return layers[name]
 
 
-def registered_factory(name: str) -> ModelFactory | None:
-    """The factory registered under ``name``, if any."""
-    return _MODELS.get(name)
-
-
-def registered_names() -> list[str]:
-    """Registered model names, sorted."""
-    return sorted(_MODELS)
-
-
 def register_model(name: str) -> Callable[[_Factory], _Factory]:
-    """Register a factory ``(*, checkpoint: Path | None = None, **config) -> ModelSpec``."""
+    """Register a factory ``(*, checkpoint: Path | None = None, **config) -> ModelSpec``.
+
+    Raises:
+        ValueError: the name is taken.
+    """
 
     def decorator(factory: _Factory) -> _Factory:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = factory
-        return factory
+        return MODELS.register(name, factory)
 
     return decorator

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 import torchvision
 
-from sidu_bench.models._api import NATURAL_IMAGES, ModelSpec
+from sidu_bench.domains import NATURAL_IMAGES
+from sidu_bench.models._api import ModelSpec
 from sidu_bench.models.torchvision_models import adapt_architecture, default_layer
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ import torch
 import torchvision
 from torch import nn
 
-from sidu_bench.models._api import NATURAL_IMAGES, ModelSpec, register_model
+from sidu_bench.domains import NATURAL_IMAGES
+from sidu_bench.models._api import ModelSpec, register_model
 from sidu_bench.models.checkpoint import load_checkpoint, load_state
 from sidu_bench.models.torchvision_models import IMAGENET_SPACE
 

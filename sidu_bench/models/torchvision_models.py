@@ -23,7 +23,8 @@ import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from sidu_bench.models._api import NATURAL_IMAGES, ModelSpec
+from sidu_bench.domains import NATURAL_IMAGES
+from sidu_bench.models._api import ModelSpec
 
 logger = logging.getLogger(__name__)
 

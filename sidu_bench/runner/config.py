@@ -22,16 +22,18 @@ differs).
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, dataclass, fields
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 
-from sidu_bench.runner.storage import atomic_write_text
+from sidu.backends import BACKENDS
+from sidu.precision import DTYPES, PRECISIONS, parse_dtype
+from sidu_bench.errors import ParameterError, check_choice
+from sidu_bench.io import environment, write_json
+from sidu_bench.metrics import ScoringSettings, protocol_entries
 from sidu_bench.stats import CONFIDENCE, FAMILYWISE_ALPHA, RESAMPLES
 
 PROTOCOL_VERSION = 2
@@ -51,10 +53,34 @@ DESCRIPTIVE_FIELDS = (
 EARLIER_ENVIRONMENTS = "earlier_environments"
 """Key of the environments of earlier sessions of a resumed run (oldest first)."""
 
+Target = Literal["pred", "label"]
+"""What is explained: the model's prediction or the data set's label."""
+DtypeName = Literal["float32", "bfloat16", "float16"]
+"""The forward precision by name (:data:`sidu.precision.DTYPES`)."""
+Precision = Literal["ieee", "tf32"]
+"""float32 CUDA arithmetic (:data:`sidu.precision.PRECISIONS`)."""
+Backend = Literal["auto", "torch", "onnxruntime"]
+"""The engine of the perturbation forwards (:data:`sidu.backends.BACKENDS`)."""
+Normalisation = tuple[float, float, float]
+"""Per-channel mean or standard deviation of a model's input normalisation."""
+
+NORMALISATION_KEY = "extra"
+"""The ``config.json`` object holding the model normalisation (``mean``, ``std``)."""
+NORMALISATION_FIELDS = ("mean", "std")
+"""The fields written under :data:`NORMALISATION_KEY` instead of at the top level."""
+IDENTITY_NORMALISATION = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+"""``(mean, std)`` of a run that recorded no normalisation: its images are drawn as stored."""
+
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines one (data set, model) run."""
+    """Everything that defines one (data set, model) run.
+
+    ``target``, ``dtype``, ``precision`` and ``backend`` are checked on construction (a
+    :class:`~sidu_bench.errors.ParameterError` names the field); ``mean`` and ``std`` are the
+    model's input normalisation, filled in by the runner. :meth:`to_json` and :meth:`from_json`
+    write and read ``config.json`` (where the normalisation is the ``extra`` object).
+    """
 
     dataset: str
     model: str
@@ -64,11 +90,11 @@ class RunConfig:
     checkpoint: str | None = None
     root: str | None = None
     download: bool = False
-    target: str = "pred"
+    target: Target = "pred"
     device: str = "cpu"
-    dtype: str = "float32"
-    precision: str = "ieee"
-    backend: str = "auto"
+    dtype: DtypeName = "float32"
+    precision: Precision = "ieee"
+    backend: Backend = "auto"
     model_reason: str = ""
     batch_size: int | None = None
     limit: int | None = None
@@ -77,25 +103,40 @@ class RunConfig:
     step: int | None = None
     tolerance: float | None = None
     input_size: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
+    mean: Normalisation | None = None
+    std: Normalisation | None = None
+
+    def __post_init__(self) -> None:
+        """Check the named choices; the normalisation comes as a pair or not at all."""
+        check_choice("target", self.target, get_args(Target))
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("backend", self.backend, BACKENDS)
+        if (self.mean is None) != (self.std is None):
+            raise ParameterError("`mean` and `std` must both be given or both be None")
+
+    @property
+    def forward_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of the forwards (``None``: full precision)."""
+        return parse_dtype(self.dtype)
+
+    @property
+    def normalisation(self) -> tuple[Normalisation, Normalisation]:
+        """``(mean, std)``; :data:`IDENTITY_NORMALISATION` when the run recorded none."""
+        if self.mean is None or self.std is None:
+            return IDENTITY_NORMALISATION
+        return self.mean, self.std
 
     def protocol(self) -> dict[str, object]:
-        """The protocol object: what must agree for two runs to share a table."""
+        """The protocol object: what must agree for two runs to share a table.
+
+        Each metric's entry comes from its registered description
+        (:func:`sidu_bench.metrics.protocol_entries`), derived from the code's constants.
+        """
+        scoring = ScoringSettings(tolerance=self.tolerance, steps=self.steps, step=self.step)
         return {
             "protocol_version": PROTOCOL_VERSION,
-            "insertion_deletion": {
-                "steps": None if self.step is not None else self.steps,
-                "step": self.step,
-                "deletion_substrate": "zeros (normalised space)",
-                "insertion_substrate": "RISE blur: gaussian_filter(delta 11x11, sigma=5), pad 5",
-                "score": "softmax probability of the target",
-                "order": "saliency descending, ties by row-major index",
-            },
-            "pointing_game": {
-                "tolerance_rule": "declared by the data set: 15 px for real images, scaled by "
-                "size / 224 for synthetic ones (the value is the run's `tolerance`)",
-                "map_resize": "bilinear, align_corners=False, to the original size",
-            },
+            **protocol_entries(scoring),
             "target": self.target,
             "dtype": self.dtype,
             "precision": self.precision,
@@ -114,79 +155,61 @@ class RunConfig:
         }
 
     def to_json(self) -> dict[str, object]:
-        """The ``config.json`` content: configuration, protocol and environment."""
-        content = asdict(self)
-        content["explainers"] = list(self.explainers)
-        content["metrics"] = list(self.metrics)
+        """The ``config.json`` content: configuration, protocol and environment.
+
+        Fields are written in declaration order (tuples as lists), with ``mean`` and ``std``
+        under ``extra`` (``{}`` before the runner fills them in), then ``protocol``,
+        ``statistics`` and ``environment``.
+        """
+        content: dict[str, object] = {
+            item.name: _json_value(getattr(self, item.name))
+            for item in fields(self)
+            if item.name not in NORMALISATION_FIELDS
+        }
+        content[NORMALISATION_KEY] = {
+            name: list(value)
+            for name in NORMALISATION_FIELDS
+            if (value := getattr(self, name)) is not None
+        }
         content["protocol"] = self.protocol()
         content["statistics"] = self.statistics()
         content["environment"] = environment(self.device)
         return content
 
+    @classmethod
+    def from_json(cls, content: Mapping[str, object]) -> RunConfig:
+        """Rebuild the configuration from ``config.json`` content (:meth:`to_json`'s inverse).
 
-def environment(device: str) -> dict[str, object]:
-    """Package versions, git commit, Python, platform, device name and CPU capability."""
-    versions = {}
-    packages = ("sidu-bench", "torch", "torchvision", "numpy", "scipy", "pandas", "onnxruntime")
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    if device.startswith("cuda") and torch.cuda.is_available():
-        device_name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        device_name = _cpu_name()
-    return {
-        "versions": versions,
-        "git_commit": _git_commit(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device_name": device_name,
-        "device": device,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-    }
+        Keys that are not fields (``protocol``, ``environment``, ...) are ignored; fields a
+        stored configuration lacks take their defaults.
 
-
-def _cpu_name() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        Raises:
+            ValueError: a required field is missing or a value is not accepted.
+        """
+        names = [item.name for item in fields(cls) if item.name not in NORMALISATION_FIELDS]
+        values = {name: content[name] for name in names if name in content}
+        missing = [item.name for item in fields(cls) if _required(item) and item.name not in values]
+        if missing:
+            raise ValueError(f"config.json lacks the field(s) {', '.join(missing)}")
+        values["explainers"] = tuple(values["explainers"])
+        values["metrics"] = tuple(values["metrics"])
+        extra = content.get(NORMALISATION_KEY) or {}
+        if not isinstance(extra, Mapping):
+            raise ValueError(f"config.json: {NORMALISATION_KEY!r} must be an object, got {extra!r}")
+        for key in NORMALISATION_FIELDS:
+            if key in extra:
+                values[key] = tuple(float(value) for value in extra[key])
+        return cls(**values)
 
 
-def _git_commit() -> str | None:
-    """``HEAD`` of the package's checkout, with ``+uncommitted`` when its code is modified."""
-    package = Path(__file__).resolve().parents[1]
-    commit = _git(["rev-parse", "HEAD"], package)
-    if not commit:
-        return None
-    changes = _git(
-        ["status", "--porcelain", "--untracked-files=no", "--", "sidu", "sidu_bench"],
-        package.parent,
-    )
-    return f"{commit}+uncommitted" if changes else commit
+def _json_value(value: object) -> object:
+    """A field's value as ``config.json`` holds it (tuples as lists)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
-def _git(arguments: list[str], where: Path) -> str:
-    try:
-        completed = subprocess.run(
-            ["git", *arguments],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=where,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return completed.stdout.strip() if completed.returncode == 0 else ""
+def _required(item: Field) -> bool:
+    """Whether a dataclass field has no default."""
+    return item.default is MISSING and item.default_factory is MISSING
 
 
 def differing_fields(stored: dict[str, object], requested: dict[str, object]) -> list[str]:
@@ -238,6 +261,4 @@ def with_earlier_environments(
 
 def write_config(run_dir: Path, content: dict[str, object]) -> None:
     """Write ``config.json`` atomically."""
-    atomic_write_text(
-        Path(run_dir) / CONFIG_FILE, json.dumps(content, indent=2, default=str) + "\n"
-    )
+    write_json(Path(run_dir) / CONFIG_FILE, content)

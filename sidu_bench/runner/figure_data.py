@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from sidu_bench.runner.storage import ItemResult, atomic_write_bytes
+from sidu_bench.io import atomic_write_bytes
+from sidu_bench.runner.storage import ItemResult
 
 FIGURE_DATA_PATTERN = "figure_data*.npz"
 SAMPLE_SIZE = 112

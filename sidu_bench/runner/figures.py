@@ -17,7 +17,8 @@ from types import ModuleType
 
 import numpy as np
 
-from sidu_bench.runner.storage import ItemResult, atomic_write_bytes
+from sidu_bench.io import atomic_write_bytes
+from sidu_bench.runner.storage import ItemResult
 
 log = logging.getLogger(__name__)
 FIGURES_FOLDER = "figures"

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 from torch import nn
 
 from sidu.engine import forward_context
+from sidu.scores import class_probabilities
 from sidu_bench.data import Item
-from sidu_bench.metrics import energy_pointing_game, insertion_deletion, pointing_game, region_auc
+from sidu_bench.metrics import (
+    ScoredItem,
+    ScoringSettings,
+    get_metric,
+    list_metrics,
+    pointing_game,
+    registered_metrics,
+)
+from sidu_bench.metrics.registry import NameView
 from sidu_bench.perf import synchronize
 from sidu_bench.runner.storage import ItemResult
 
-LOCALISATION_METRICS = ("pointing_game", "energy_pointing_game", "region_auc")
-METRICS = (*LOCALISATION_METRICS, "insertion_deletion")
-"""Metric names accepted by ``--metrics``; ``insertion_deletion`` gives both AUCs."""
+METRICS = NameView(list_metrics)
+"""Metric names accepted by ``--metrics`` (the registered metrics, :mod:`sidu_bench.metrics`)."""
 
 
 @dataclass(frozen=True)
@@ -41,12 +49,19 @@ class ItemContext:
     precision: str = "ieee"
     keep_image: bool = False
 
+    @property
+    def scoring(self) -> ScoringSettings:
+        """The settings the metrics read (this context's fields of the same names)."""
+        return ScoringSettings(
+            **{item.name: getattr(self, item.name) for item in fields(ScoringSettings)}
+        )
+
 
 def _predict(context: ItemContext, image: torch.Tensor) -> tuple[int, float, torch.Tensor]:
     """Return the predicted class, its probability and all probabilities (float64)."""
     with forward_context(context.device, context.dtype):
         logits = context.model(image)
-    probabilities = torch.softmax(logits.to(torch.float64), dim=1)[0]
+    probabilities = class_probabilities(logits)[0]
     predicted = int(probabilities.argmax())
     return predicted, float(probabilities[predicted]), probabilities
 
@@ -62,31 +77,25 @@ def _target(context: ItemContext, item: Item, predicted: int, num_classes: int) 
     return item.label
 
 
-def _localisation(
-    context: ItemContext, maps: torch.Tensor, region: torch.Tensor | None
+def _score(
+    context: ItemContext, item: ScoredItem, result: ItemResult, label: str
 ) -> dict[str, object]:
-    """Pointing-game hit/validity, energy share and region AUC of one map (NaN when skipped)."""
-    values: dict[str, object] = {
-        "pointing_game_hit": False,
-        "pointing_game_valid": False,
-        "energy_pointing_game": float("nan"),
-        "region_auc": float("nan"),
+    """Every registered metric's record values of one map; the requested ones are computed.
+
+    Metrics not requested keep their unscored values; curves go into ``result.arrays`` as
+    ``<key>@<label>``.
+    """
+    values = {
+        column: default
+        for metric in registered_metrics()
+        for column, default in metric.columns.items()
     }
-    if region is None:
-        return values
-    regions = [region]
-    if "pointing_game" in context.metrics and context.tolerance is not None:
-        hits, valid = pointing_game(maps, regions, tolerance=context.tolerance)
-        values["pointing_game_hit"] = bool(hits[0]) and bool(valid[0])
-        values["pointing_game_valid"] = bool(valid[0])
-    if "energy_pointing_game" in context.metrics:
-        energy, valid = energy_pointing_game(maps, regions)
-        if bool(valid[0]):
-            values["energy_pointing_game"] = float(energy[0])
-    if "region_auc" in context.metrics:
-        auc, valid = region_auc(maps, regions)
-        if bool(valid[0]):
-            values["region_auc"] = float(auc[0])
+    settings = context.scoring
+    for name in context.metrics:
+        score = get_metric(name).evaluate(item, settings)
+        values.update(score.values)
+        for key, curve in score.curves.items():
+            result.arrays[f"{key}@{label}"] = curve.cpu().numpy()
     return values
 
 
@@ -153,25 +162,8 @@ def evaluate_item(
         if not bool(torch.isfinite(maps).all()):
             raise ValueError(f"explainer {label!r} returned a non-finite map for item {item.id!r}")
         start = time.perf_counter()
-        row = dict(base, explainer=label, **_localisation(context, maps.cpu(), item.region))
-        row["insertion_auc"] = row["deletion_auc"] = float("nan")
-        if "insertion_deletion" in context.metrics:
-            with forward_context(context.device, context.dtype):
-                scores = insertion_deletion(
-                    context.model,
-                    image,
-                    maps,
-                    target=targets,
-                    steps=context.steps,
-                    step=context.step,
-                    batch_size=context.batch_size,
-                    backend=context.backend,
-                    precision=context.precision,
-                )
-            row["insertion_auc"] = float(scores.insertion_auc[0])
-            row["deletion_auc"] = float(scores.deletion_auc[0])
-            result.arrays[f"insertion@{label}"] = scores.insertion_curve[0].cpu().numpy()
-            result.arrays[f"deletion@{label}"] = scores.deletion_curve[0].cpu().numpy()
+        scored = ScoredItem(context.model, image, maps, targets, item.region)
+        row = dict(base, explainer=label, **_score(context, scored, result, label))
         synchronize(context.device)
         row["seconds"] = seconds
         row["metric_seconds"] = time.perf_counter() - start

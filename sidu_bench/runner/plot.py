@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sidu_bench.runner.config import read_config
+from sidu_bench.runner.config import RunConfig, read_config
 from sidu_bench.runner.figures import write_figures
 from sidu_bench.runner.storage import ItemStore
 
@@ -29,12 +29,12 @@ def plot_run(run_dir: Path) -> list[Path]:
     ids = list(dict.fromkeys(pd.read_csv(records_path, dtype={"id": str})["id"]))
     store = ItemStore(run_dir)
     results = [result for result in map(store.load, ids) if result is not None]
-    extra = config.get("extra", {})
+    mean, std = RunConfig.from_json(config).normalisation
     return write_figures(
         run_dir,
         results,
         list(config["explainers"]),
-        mean=extra.get("mean", (0.0, 0.0, 0.0)),
-        std=extra.get("std", (1.0, 1.0, 1.0)),
+        mean=mean,
+        std=std,
         title=f"{config['dataset']} × {config['model']}",
     )

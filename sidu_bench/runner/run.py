@@ -1,6 +1,8 @@
 """Run one (data set, model) evaluation into its run folder: resumable, shardable, atomic.
 
-The runner is the one place that wires data sets, models, explainers and metrics together.
+The runner is the one place that wires data sets, models, explainers and metrics together:
+:func:`evaluate` = :func:`build_run`, :func:`prepare_run`, :func:`run_items`, :func:`merge_run`
+(the folder's files: :mod:`.folder`).
 A run folder ``<out>/<dataset>-<model>/`` holds ``config.json`` (written first), ``items/`` (one
 atomic file per finished item), and, once every item is done, ``records.csv``, ``skipped.csv``
 (items whose image or annotation could not be read: id, file, reason), ``summary.csv``,
@@ -13,56 +15,53 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sidu.backends import BACKENDS, resolve_backend
+from sidu.backends import resolve_backend
 from sidu.engine import forward_context
-from sidu.precision import PRECISIONS, fp32_precision
+from sidu.precision import fp32_precision
 from sidu_bench import plugins
-from sidu_bench.data import Unreadable, UnreadableItemError, dataset_info, get_dataset
-from sidu_bench.explainers import get_explainer
+from sidu_bench.data import (
+    ItemDataset,
+    Unreadable,
+    UnreadableItemError,
+    dataset_info,
+    get_dataset,
+)
+from sidu_bench.errors import ParameterError
+from sidu_bench.explainers import Explainer, get_explainer
 from sidu_bench.models import ModelSpec, get_model
 from sidu_bench.perf import synchronize
 from sidu_bench.runner import distributed
-from sidu_bench.runner.config import (
-    PROTOCOL_VERSION,
-    RunConfig,
-    differing_fields,
-    read_config,
-    with_earlier_environments,
-    write_config,
-)
+from sidu_bench.runner.config import RunConfig
 from sidu_bench.runner.figure_data import figure_data_path, read_figure_data, write_figure_data
+from sidu_bench.runner.folder import missing_labels, prepare_folder, stored_result, write_outputs
 from sidu_bench.runner.item_eval import METRICS, ItemContext, evaluate_item
 from sidu_bench.runner.storage import (
     PARTIAL_PATTERN,
     ItemResult,
     ItemStore,
-    atomic_write_text,
     partial_records_path,
     read_record_rows,
     write_record_rows,
 )
-from sidu_bench.runner.summarise_run import SKIPPED_COLUMNS, SKIPPED_FILE, summarise_run
 from sidu_bench.runner.summary import RECORD_COLUMNS
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ETA_LOG_SECONDS = 60.0
 """Without a progress bar, progress and the time left are logged at most this often."""
 SAMPLE_IMAGES = 6
 """How many items (the first of the evaluation order) keep their image for the figures."""
+CONTEXT_FIELDS = ("metrics", "tolerance", "steps", "step", "batch_size", "backend", "precision")
+"""Run configuration fields an item's :class:`ItemContext` takes as they are."""
 
 
 @dataclass(frozen=True)
@@ -84,22 +83,22 @@ def resolve_device(name: str) -> torch.device:
     Under torchrun, ``auto`` and ``cuda`` mean this rank's local GPU; ``cuda:N`` is taken as given.
 
     Raises:
-        ValueError: another name, or CUDA requested where none is available.
+        ParameterError: another name, or CUDA requested where none is available.
     """
     if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+        raise ParameterError(f"`device` must be auto, cpu, cuda or cuda:N, got {name!r}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was requested but no CUDA device is available")
+        raise ParameterError(f"`device` {name!r} was requested but no CUDA device is available")
     if name == "cuda":
         return torch.device("cuda", distributed.local_rank())
     index = int(name.split(":")[1])
     if index >= torch.cuda.device_count():
-        raise ValueError(
-            f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are available"
+        raise ParameterError(
+            f"`device` {name!r}: only {torch.cuda.device_count()} CUDA device(s) are available"
         )
     return torch.device("cuda", index)
 
@@ -123,7 +122,7 @@ def check_domains(dataset: str, spec: ModelSpec, *, allow_mismatch: bool) -> str
         A note for the run header when a mismatch was allowed, else ``None``.
 
     Raises:
-        ValueError: the model's domain is undeclared or differs from the data set's.
+        ParameterError: the model's domain is undeclared or differs from the data set's.
     """
     info = dataset_info(dataset)
     if spec.domain == info.domain:
@@ -133,15 +132,64 @@ def check_domains(dataset: str, spec: ModelSpec, *, allow_mismatch: bool) -> str
         if spec.domain is None
         else f"was trained on {spec.domain}"
     )
-    message = (
+    error = ParameterError(
         f"model {spec.name!r} {model_side} but data set {dataset!r} holds {info.domain}: its "
-        f"numbers would mean nothing. Use --model {info.default_model} (the data set's default) "
-        "or pass --allow-model-mismatch to run anyway"
+        f"numbers would mean nothing. Use `model` {info.default_model} (the data set's default) "
+        "or pass `allow_model_mismatch` to run anyway"
     )
     if not allow_mismatch:
-        raise ValueError(message)
-    log.warning("%s (allowed by --allow-model-mismatch)", message.split(": its numbers")[0])
+        raise error
+    log.warning("%s (allowed by --allow-model-mismatch)", str(error).split(": its numbers")[0])
     return f"model domain {spec.domain} on a {info.domain} data set (--allow-model-mismatch)"
+
+
+@dataclass(frozen=True)
+class BuiltRun:
+    """A run's parts, built and checked: what :func:`prepare_run` and the loop work on.
+
+    Attributes:
+        config: the configuration completed from the model and data set (model name and why,
+            layer, tolerance, input size, normalisation, canonical explainer labels, device).
+        spec: the model.
+        model: the network on its device, in eval mode.
+        device: the device the run computes on.
+        dataset: the data set, preprocessed for the model.
+        explainers: the explainers by canonical label.
+        run_dir: the run folder.
+    """
+
+    config: RunConfig
+    spec: ModelSpec
+    model: nn.Module
+    device: torch.device
+    dataset: ItemDataset
+    explainers: dict[str, Explainer]
+    run_dir: Path
+
+
+@dataclass
+class PreparedRun:
+    """A run folder ready for this rank's items: the shared context and what is left to do.
+
+    Attributes:
+        context: what evaluating an item needs besides the item.
+        order: the evaluation order of the whole run (data set indices).
+        store: the run folder's ``items/``.
+        rank: this process's rank.
+        world: the number of ranks.
+        finished: this rank's items already stored, by id.
+        pending: this rank's ``(position in order, data set index)`` pairs still to compute.
+        assigned: how many items this rank owns in all.
+    """
+
+    context: ItemContext
+    order: list[int]
+    store: ItemStore
+    rank: int
+    world: int
+    finished: dict[str, ItemResult]
+    pending: list[tuple[int, int]]
+    assigned: int
 
 
 def evaluate(
@@ -154,6 +202,10 @@ def evaluate(
     allow_model_mismatch: bool = False,
 ) -> RunOutcome:
     """Evaluate one (data set, model) pair as ``config`` says, into ``out/<dataset>-<model>``.
+
+    Four steps: :func:`build_run` (model, data set, explainers, the completed configuration),
+    :func:`prepare_run` (forward backend, folder check, what is left), :func:`run_items` (this
+    rank's items) and, on rank 0, :func:`merge_run` (records, summary, figures).
 
     Args:
         config: the run's configuration; ``layer``, ``tolerance`` and ``input_size`` are filled
@@ -170,49 +222,60 @@ def evaluate(
 
     Raises:
         ValueError: the folder holds a run with a different configuration (fields named), a
-            bad option, a model outside the data set's domain, ``--target label`` on a data set
-            whose labels are not the model's, or (``strict``) an unreadable item.
+            bad option, a model outside the data set's domain, ``target`` ``label`` on a data
+            set whose labels are not the model's, or (``strict``) an unreadable item. Errors
+            about an argument are :class:`~sidu_bench.errors.ParameterError` naming it.
     """
-    if config.dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
-    if config.precision not in PRECISIONS:
-        raise ValueError(
-            f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}"
-        )
-    if config.backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    run = build_run(config, out, strict=strict, allow_model_mismatch=allow_model_mismatch)
+    prepared = prepare_run(run, fresh=fresh)
+    run_items(run, prepared, progress=progress, strict=strict)
+    distributed.finish_rank(run.run_dir)
+    if prepared.rank != 0:
+        return RunOutcome(run.run_dir, None)
+    return RunOutcome(run.run_dir, merge_run(run, prepared))
+
+
+def build_run(
+    config: RunConfig, out: Path, *, strict: bool = False, allow_model_mismatch: bool = False
+) -> BuiltRun:
+    """Build the model, data set and explainers of ``config`` and complete the configuration.
+
+    Raises:
+        ParameterError: an unknown metric, a bad device, a model outside the data set's domain
+            (unless ``allow_model_mismatch``), or ``target`` ``label`` on a data set whose
+            labels are not the model's.
+        UnreadableItemError: ``strict`` and an item was left out when the data set was listed.
+    """
     unknown = [name for name in config.metrics if name not in METRICS]
     if unknown:
-        raise ValueError(
-            f"unknown metric(s) {', '.join(map(repr, unknown))}; --metrics takes a comma-separated "
-            f"subset of {', '.join(METRICS)}"
+        raise ParameterError(
+            f"unknown metric(s) {', '.join(map(repr, unknown))}; `metrics` takes a "
+            f"comma-separated subset of {', '.join(METRICS)}"
         )
     device = resolve_device(config.device)
     model_name, reason = choose_model(config.dataset, config.model)
     spec = get_model(model_name, layer=config.layer or None, checkpoint=config.checkpoint)
     mismatch = check_domains(config.dataset, spec, allow_mismatch=allow_model_mismatch)
-    if config.model_reason:
-        reason = config.model_reason
+    reason = config.model_reason or reason
     if mismatch:
         reason = f"{reason}; {mismatch}"
     dataset = get_dataset(config.dataset, config.root, spec, **_dataset_options(config))
     if config.target == "label" and not dataset.label_space:
-        raise ValueError(
-            f"--target label needs a data set whose labels are the model's classes; "
-            f"{config.dataset!r} with {spec.name!r} only supports --target pred"
+        raise ParameterError(
+            f"`target` label needs a data set whose labels are the model's classes; "
+            f"{config.dataset!r} with {spec.name!r} only supports `target` pred"
         )
     if strict and dataset.unreadable:
         first = dataset.unreadable[0]
         raise UnreadableItemError(first.item_id, first.file, first.reason)
     model = spec.module.to(device).eval()
-    dtype = DTYPES[config.dtype]
     built = [
         get_explainer(
             name,
             model,
             spec.default_layer,
             seed=config.seed,
-            dtype=dtype,
+            dtype=config.forward_dtype,
             batch_size=config.batch_size,
             backend=config.backend,
             precision=config.precision,
@@ -220,7 +283,7 @@ def evaluate(
         for name in config.explainers
     ]
     explainers = {explainer.label: explainer for explainer in built}
-    config = replace(
+    completed = replace(
         config,
         model=spec.name,
         model_reason=reason,
@@ -230,53 +293,74 @@ def evaluate(
         input_size=spec.input_size,
         root=None if dataset.root is None else str(dataset.root),
         device=device.type,
-        extra={**config.extra, "mean": list(spec.mean), "std": list(spec.std)},
+        mean=spec.mean,
+        std=spec.std,
     )
     run_dir = Path(out) / run_folder_name(config.dataset, spec.name)
-    setup = prepare_forward(model, spec, device, config)
+    return BuiltRun(completed, spec, model, device, dataset, explainers, run_dir)
+
+
+def prepare_run(run: BuiltRun, *, fresh: bool = False) -> PreparedRun:
+    """Warm the forwards up, check or write ``config.json``, and find this rank's work left.
+
+    Raises:
+        ParameterError: the folder holds a run with a different configuration (``fresh``
+            starts over).
+    """
+    config = run.config
+    setup = prepare_forward(run.model, run.spec, run.device, config)
     provenance = {
-        "explainer_provenance": {label: plugins.provenance(e) for label, e in explainers.items()},
+        "explainer_provenance": {
+            label: plugins.provenance(e) for label, e in run.explainers.items()
+        },
         "plugins": [asdict(p) for p in plugins.loaded_plugins()],
     }
-    _prepare_folder(run_dir, config, setup, provenance, fresh=fresh)
-
+    prepare_folder(run.run_dir, config, setup, provenance, fresh=fresh)
     context = ItemContext(
-        model=model,
-        device=device,
-        dtype=dtype,
-        explainers=explainers,
-        center=get_explainer("center", model, config.layer, seed=config.seed),
-        metrics=config.metrics,
+        model=run.model,
+        device=run.device,
+        dtype=config.forward_dtype,
+        explainers=run.explainers,
+        center=get_explainer("center", run.model, config.layer, seed=config.seed),
         target_rule=config.target,
-        tolerance=config.tolerance,
-        steps=config.steps,
-        step=config.step,
-        batch_size=config.batch_size,
-        backend=config.backend,
         backend_name=str(setup["backend"]["name"]),
-        precision=config.precision,
+        **{name: getattr(config, name) for name in CONTEXT_FIELDS},
     )
-    order = dataset.order(limit=config.limit, seed=config.seed)
-    store = ItemStore(run_dir)
+    order = run.dataset.order(limit=config.limit, seed=config.seed)
+    store = ItemStore(run.run_dir)
     rank, world = distributed.rank_and_world()
-    _log_header(config, dataset, setup, len(order), world)
+    _log_header(config, run.dataset, setup, len(order), world)
     mine = list(zip(range(rank, len(order), world), order[rank::world], strict=True))
-    csv_rows, figure_data = read_record_rows(run_dir), read_figure_data(run_dir)
+    csv_rows, figure_data = read_record_rows(run.run_dir), read_figure_data(run.run_dir)
     finished = {}
     for _, index in mine:
-        stored = _stored(store, csv_rows, dataset.item_ids[index], figure_data)
+        stored = stored_result(store, csv_rows, run.dataset.item_ids[index], figure_data)
         if stored is not None:
             finished[stored.item_id] = stored
-    pending = [(p, i) for p, i in mine if _missing(finished.get(dataset.item_ids[i]), config)]
-    partial = partial_records_path(run_dir, rank, world)
-    compact = figure_data_path(run_dir, rank, world)
-    mean, std = spec.mean, spec.std
+    item_ids = run.dataset.item_ids
+    pending = [(p, i) for p, i in mine if missing_labels(finished.get(item_ids[i]), config)]
+    return PreparedRun(context, order, store, rank, world, finished, pending, len(mine))
+
+
+def run_items(
+    run: BuiltRun, prepared: PreparedRun, *, progress: bool = True, strict: bool = False
+) -> None:
+    """Compute this rank's pending items, saving each (and the record CSV) as it finishes.
+
+    An unreadable item is recorded and skipped (``strict``: raised).
+    """
+    config, dataset, store = run.config, run.dataset, prepared.store
+    rank, world, finished = prepared.rank, prepared.world, prepared.finished
+    partial = partial_records_path(run.run_dir, rank, world)
+    compact = figure_data_path(run.run_dir, rank, world)
+    mean, std = config.normalisation
+    name, todo = run.run_dir.name, len(prepared.pending)
     bar = tqdm(
-        pending,
-        desc=f"{run_dir.name} [rank {rank}]" if world > 1 else run_dir.name,
+        prepared.pending,
+        desc=f"{name} [rank {rank}]" if world > 1 else name,
         unit="item",
-        total=len(mine),
-        initial=len(mine) - len(pending),
+        total=prepared.assigned,
+        initial=prepared.assigned - todo,
         disable=not progress or None,
     )
     started = logged = time.perf_counter()
@@ -293,37 +377,45 @@ def evaluate(
                 store.save_skipped(Unreadable.from_error(error))
                 continue
             store.clear_skipped(item_id)
-            keep = replace(context, keep_image=position < SAMPLE_IMAGES)
-            result = evaluate_item(keep, item, _missing(stored, config), stored)
+            keep = replace(prepared.context, keep_image=position < SAMPLE_IMAGES)
+            result = evaluate_item(keep, item, missing_labels(stored, config), stored)
             store.save(result)
             finished[item_id] = result
             write_record_rows(partial, finished.values(), config.explainers, RECORD_COLUMNS)
             write_figure_data(compact, finished.values(), mean, std)
             now = time.perf_counter()
-            if bar.disable and (done in (1, len(pending)) or now - logged > ETA_LOG_SECONDS):
-                _log_eta(run_dir.name, done, len(pending), now - started)
+            if bar.disable and (done in (1, todo) or now - logged > ETA_LOG_SECONDS):
+                _log_eta(name, done, todo, now - started)
                 logged = now
-    distributed.finish_rank(run_dir)
-    if rank != 0:
-        return RunOutcome(run_dir, None)
+
+
+def merge_run(run: BuiltRun, prepared: PreparedRun) -> pd.DataFrame:
+    """Merge every rank's items in evaluation order; write the records, summary and figures.
+
+    Runs on rank 0 after every rank finished; the per-rank partial record files are removed.
+
+    Returns:
+        The summary table.
+    """
+    dataset, store = run.dataset, prepared.store
     unreadable = list(dataset.unreadable)
-    csv_rows, figure_data = read_record_rows(run_dir), read_figure_data(run_dir)
+    csv_rows, figure_data = read_record_rows(run.run_dir), read_figure_data(run.run_dir)
     results, readable = [], []
-    for index in order:
+    for index in prepared.order:
         item_id = dataset.item_ids[index]
         skipped = store.load_skipped(item_id)
         if skipped is not None:
             unreadable.append(skipped)
         else:
-            results.append(_stored(store, csv_rows, item_id, figure_data))
+            results.append(stored_result(store, csv_rows, item_id, figure_data))
             readable.append(index)
     localisation_skips = dataset.skipped_among(readable).count
     summary = write_outputs(
-        run_dir, config, results, skipped=localisation_skips, unreadable=unreadable
+        run.run_dir, run.config, results, skipped=localisation_skips, unreadable=unreadable
     )
-    for path in run_dir.glob(PARTIAL_PATTERN):
+    for path in run.run_dir.glob(PARTIAL_PATTERN):
         path.unlink()
-    return RunOutcome(run_dir, summary)
+    return summary
 
 
 def _log_eta(name: str, done: int, total: int, elapsed: float) -> None:
@@ -337,36 +429,6 @@ def _log_eta(name: str, done: int, total: int, elapsed: float) -> None:
         elapsed / done,
         time.strftime("%H:%M:%S", time.gmtime(left)) if left < 86400 else f"{left / 3600:.0f} h",
     )
-
-
-def _stored(
-    store: ItemStore,
-    csv_rows: dict[str, dict[str, dict[str, object]]],
-    item_id: str,
-    figure_data: dict[str, dict[str, np.ndarray]],
-) -> ItemResult | None:
-    """What the folder holds of an item: its ``items/`` file, else its rows in the CSV files.
-
-    An item known only from the committed files (a folder resumed on a fresh clone) has its
-    record rows and its compact figure arrays (:mod:`.figure_data`), which is what the records,
-    the summary and the figures need.
-    """
-    result = store.load(item_id)
-    rows = csv_rows.get(item_id, {})
-    if result is None:
-        if not rows:
-            return None
-        result = ItemResult(item_id, dict(rows))
-    for label, row in rows.items():
-        result.rows.setdefault(label, row)
-    for key, value in figure_data.get(item_id, {}).items():
-        result.arrays.setdefault(key, value)
-    return result
-
-
-def _missing(stored: ItemResult | None, config: RunConfig) -> list[str]:
-    """Explainer labels an item still lacks (all of them when nothing of it is stored)."""
-    return [label for label in config.explainers if stored is None or label not in stored.rows]
 
 
 def prepare_forward(
@@ -384,7 +446,7 @@ def prepare_forward(
     generator = torch.Generator().manual_seed(config.seed)
     size = spec.input_size
     example = torch.randn(2, 3, size, size, generator=generator).to(device)
-    dtype = DTYPES[config.dtype]
+    dtype = config.forward_dtype
     with fp32_precision(config.precision):
         backend = resolve_backend(model, example, config.backend, dtype=dtype)
         start = time.perf_counter()
@@ -437,77 +499,3 @@ def _dataset_options(config: RunConfig) -> dict[str, object]:
     if config.dataset == "synthetic":
         options["seed"] = config.seed
     return options
-
-
-def _prepare_folder(
-    run_dir: Path,
-    config: RunConfig,
-    setup: dict[str, object],
-    provenance: dict[str, object],
-    *,
-    fresh: bool,
-) -> None:
-    """Check a resumed folder's configuration; write ``config.json`` (rank 0).
-
-    ``setup`` (the resolved forward backend and the warm-up cost) joins the environment record;
-    ``provenance`` (where each explainer comes from, the plug-ins loaded) is descriptive.
-    """
-    rank, _ = distributed.rank_and_world()
-    requested = {**config.to_json(), **provenance}
-    requested["environment"] = {**requested["environment"], **setup}
-    if fresh and rank == 0 and run_dir.exists():
-        shutil.rmtree(run_dir)
-    distributed.barrier()
-    stored = None if fresh else read_config(run_dir)
-    if stored is not None:
-        fields = differing_fields(stored, requested)
-        if fields:
-            old_version = (stored.get("protocol") or {}).get("protocol_version")
-            version = (
-                f" (it was written under protocol_version {old_version}; this version writes "
-                f"{PROTOCOL_VERSION})"
-                if old_version != PROTOCOL_VERSION
-                else ""
-            )
-            raise ValueError(
-                f"{run_dir} holds a run with a different configuration ({', '.join(fields)})"
-                f"{version}; use another --out, the same options, or --fresh to start over"
-            )
-        requested = with_earlier_environments(stored, requested)
-    distributed.barrier()
-    if rank == 0:
-        write_config(run_dir, requested)
-    distributed.barrier()
-
-
-def write_outputs(
-    run_dir: Path,
-    config: RunConfig,
-    results: Sequence[ItemResult | None],
-    *,
-    skipped: int,
-    unreadable: Sequence[Unreadable] = (),
-) -> pd.DataFrame:
-    """Write ``records.csv`` and ``skipped.csv``, then the summary and figures from them.
-
-    Args:
-        run_dir: the run folder.
-        config: the run's configuration.
-        results: the stored result of every readable item, in evaluation order.
-        skipped: items the localisation metrics skip (empty region after clipping).
-        unreadable: items left out because their image or annotation could not be read.
-
-    Returns:
-        The summary table.
-    """
-    missing = [i for i, result in enumerate(results) if result is None]
-    if missing:
-        raise RuntimeError(f"{len(missing)} items have no stored result in {run_dir}/items")
-    rows = [result.rows[label] for result in results for label in config.explainers]
-    records = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
-    atomic_write_text(run_dir / "records.csv", records.to_csv(index=False))
-    listing = pd.DataFrame(
-        [(u.item_id, u.file, u.reason) for u in unreadable], columns=list(SKIPPED_COLUMNS)
-    )
-    atomic_write_text(run_dir / SKIPPED_FILE, listing.to_csv(index=False))
-    return summarise_run(run_dir, localisation_skipped=skipped)

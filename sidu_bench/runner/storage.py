@@ -1,7 +1,7 @@
-"""Atomic files and the per-item store of a run folder.
+"""The per-item store of a run folder and its record CSV files.
 
-Every file a run writes goes to a temporary name in the same folder and is renamed into place,
-so a killed run never leaves a half-written file. Each finished item is one compressed ``.npz``
+Every file a run writes is written atomically (:mod:`sidu_bench.io`), so a killed run never
+leaves a half-written file. Each finished item is one compressed ``.npz``
 under ``items/`` holding its record rows (JSON) and arrays (curves, float16 maps); resuming reads
 them back and computes only what is missing, so an interrupted run loses no finished item.
 
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from sidu_bench.data import Unreadable
+from sidu_bench.io import atomic_write_bytes, atomic_write_text, read_json
 
 ITEMS_FOLDER = "items"
 ROWS_KEY = "__rows__"
@@ -34,37 +33,6 @@ RECORDS_FILE = "records.csv"
 PARTIAL_PATTERN = "records.partial*.csv"
 TEXT_COLUMNS = ("id", "category", "explainer", "backend", "device")
 """Record columns read as text, exactly as written (a category called ``NA`` stays ``NA``)."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def read_json(path: Path, kind: str) -> object:
-    """Parse the JSON file ``path``; errors say which ``kind`` of file is missing or invalid."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{kind} {path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{kind} {path} is not valid JSON: {error}") from error
 
 
 @dataclass

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sidu_bench.runner.config import read_config
+from sidu_bench.io import atomic_write_text
+from sidu_bench.metrics import get_metric, registered_metrics
+from sidu_bench.runner.config import RunConfig, read_config
 from sidu_bench.runner.figure_data import read_figure_data
 from sidu_bench.runner.figures import write_figures
 from sidu_bench.runner.storage import (
@@ -24,13 +26,12 @@ from sidu_bench.runner.storage import (
     RECORDS_FILE,
     ItemResult,
     ItemStore,
-    atomic_write_text,
     read_record_file,
 )
 from sidu_bench.runner.summary import (
-    RECORD_COLUMNS,
     paired_comparisons,
     per_class_singletons,
+    scored_mask,
     summarise,
     summary_markdown,
     with_comparison_columns,
@@ -43,14 +44,20 @@ SKIPPED_COLUMNS = ("id", "file", "reason")
 """Columns of ``skipped.csv``: one row per item skipped because a file could not be read."""
 REFERENCE_EXPLAINER = "sidu"
 """The reference of the paired comparisons: the first explainer whose name (before ':') is this."""
-REQUIRED_RECORD_COLUMNS = tuple(
-    name
-    for name in RECORD_COLUMNS
-    if name not in ("label", "target", "predicted", "predicted_prob", "target_prob")
-    and name not in ("backend", "device")
-)
-"""The ``records.csv`` columns the summary reads (folders of every protocol version have them)."""
-_LOCALISATION_METRICS = ("pointing_game", "energy_pointing_game", "region_auc")
+SUMMARY_INPUT_COLUMNS = ("id", "category", "explainer", "center_miss", "seconds", "metric_seconds")
+"""The item and cost columns of ``records.csv`` the summary reads (every protocol version's)."""
+
+
+def required_record_columns(metrics: Sequence[str]) -> tuple[str, ...]:
+    """The ``records.csv`` columns a run folder that computed ``metrics`` must have.
+
+    :data:`SUMMARY_INPUT_COLUMNS` and the columns of each of ``metrics`` (the run's
+    ``--metrics``); a registered metric the run did not compute may lack its columns.
+    """
+    return (
+        *SUMMARY_INPUT_COLUMNS,
+        *(column for name in metrics for column in get_metric(name).columns),
+    )
 
 
 def reference_explainer(explainers: Sequence[str]) -> str | None:
@@ -63,21 +70,27 @@ def reference_explainer(explainers: Sequence[str]) -> str | None:
     return next((label for label in explainers if label.split(":")[0] == REFERENCE_EXPLAINER), None)
 
 
-def read_records(run_dir: Path) -> pd.DataFrame:
+def read_records(run_dir: Path, metrics: Sequence[str] = ()) -> pd.DataFrame:
     """Read ``records.csv`` with ids, categories and explainer labels as text, exactly as written.
 
     Only the numeric columns treat an empty field as missing, so a category named ``NA`` stays
     a category (the per-class bootstrap depends on the category names).
 
+    Args:
+        run_dir: the run folder.
+        metrics: the metrics the run computed (``config.json``'s ``metrics``), whose columns
+            must be there (:func:`required_record_columns`).
+
     Raises:
         FileNotFoundError: the folder has no ``records.csv``.
-        ValueError: the file is corrupt or lacks one of :data:`REQUIRED_RECORD_COLUMNS` (named).
+        ValueError: the file is corrupt or lacks a required column (named).
     """
     path = Path(run_dir) / RECORDS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} has no {RECORDS_FILE}: nothing to summarise")
     records = read_record_file(path)
-    missing = [name for name in REQUIRED_RECORD_COLUMNS if name not in records.columns]
+    required = required_record_columns(metrics)
+    missing = [name for name in required if name not in records.columns]
     if missing:
         raise ValueError(f"corrupt {path}: no {', '.join(missing)} column(s)")
     return records
@@ -109,16 +122,17 @@ def count_skipped_files(run_dir: Path) -> int:
 def count_skipped_by_localisation(records: pd.DataFrame, metrics: Sequence[str]) -> int:
     """Items no localisation metric could score (empty or missing region), from the records.
 
+    An item counts when no statistic of a localisation metric (``uses_regions``) scores it.
     Zero when the run computed no localisation metric. Records cannot tell an empty region from
     a data set without regions: the runner, which knows, may pass its own count instead.
     """
-    if not any(name in metrics for name in _LOCALISATION_METRICS):
+    localisation = [metric for metric in registered_metrics() if metric.uses_regions]
+    if not any(metric.name in metrics for metric in localisation):
         return 0
-    scored = (
-        records["pointing_game_valid"].astype(bool)
-        | records["energy_pointing_game"].notna()
-        | records["region_auc"].notna()
-    )
+    scored = pd.Series(False, index=records.index)
+    for metric in localisation:
+        for statistic in metric.statistics:
+            scored |= scored_mask(records, statistic)
     per_item = scored.groupby(records["id"], sort=False).any()
     return int((~per_item).sum())
 
@@ -211,7 +225,8 @@ def summarise_run(run_dir: Path, *, localisation_skipped: int | None = None) -> 
     if not explainers or not isinstance(config.get("seed"), int):
         raise ValueError(f"corrupt {run_dir / 'config.json'}: it needs 'explainers' and 'seed'")
     seed = int(config["seed"])
-    records = read_records(run_dir)
+    metrics = [str(name) for name in config.get("metrics") or []]
+    records = read_records(run_dir, metrics)
     records = records[records["explainer"].isin(explainers)]
     summary = summarise(records, explainers, seed=seed)
     reference = reference_explainer(explainers)
@@ -222,9 +237,7 @@ def summarise_run(run_dir: Path, *, localisation_skipped: int | None = None) -> 
     )
     table = with_comparison_columns(summary, comparisons, reference)
     if localisation_skipped is None:
-        localisation_skipped = count_skipped_by_localisation(
-            records, list(config.get("metrics") or [])
-        )
+        localisation_skipped = count_skipped_by_localisation(records, metrics)
     header = summary_header(
         config,
         int(records["id"].nunique()),
@@ -256,13 +269,13 @@ def _redraw_figures(
     missing = sum(result is None for result in results)
     if missing:
         log.warning("%d of %d items have no file in %s", missing, len(ids), store.folder)
-    extra = config.get("extra") if isinstance(config.get("extra"), dict) else {}
+    mean, std = RunConfig.from_json(config).normalisation
     write_figures(
         run_dir,
         [result for result in results if result is not None],
         explainers,
-        mean=extra.get("mean", (0.0, 0.0, 0.0)),
-        std=extra.get("std", (1.0, 1.0, 1.0)),
+        mean=mean,
+        std=std,
         title=f"{config.get('dataset')} × {config.get('model')}",
     )
 

@@ -12,7 +12,16 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
+from sidu_bench.metrics import (
+    Statistic,
+    get_statistic,
+    localisation_summary,
+    metric_columns,
+    summary_statistics,
+)
+from sidu_bench.metrics.registry import NameView
 from sidu_bench.stats import (
     EXACT_LIMIT,
     FAMILYWISE_ALPHA,
@@ -20,36 +29,20 @@ from sidu_bench.stats import (
     VERDICT_NA,
     VERDICT_REFERENCE,
     Estimate,
-    bootstrap_class_mean,
     bootstrap_mean,
     holm,
     paired_difference,
     sign_flip_test,
+    stratified_interval,
     verdict,
 )
 
-SUMMARY_METRICS = (
-    "pointing_game",
-    "pointing_game_hit_rate",
-    "pointing_game_center_miss",
-    "energy_pointing_game",
-    "region_auc",
-    "insertion_auc",
-    "deletion_auc",
-)
-"""Metric columns of ``summary.csv``, each with ``_ci_low``, ``_ci_high`` and ``_n``."""
-PER_CLASS_METRICS = ("pointing_game", "pointing_game_center_miss")
-"""Per-class means (TorchRay's pointing-game score): not per-item, so not compared in pairs."""
-COMPARED_METRICS = tuple(name for name in SUMMARY_METRICS if name not in PER_CLASS_METRICS)
-"""Per-item metrics of the paired comparisons (the pointing game as per-item hits)."""
 COMPARISON_SUFFIXES = ("_diff", "_diff_ci_low", "_diff_ci_high", "_p", "_p_holm", "_verdict")
 """Columns ``<metric><suffix>`` that ``summary.csv`` has per compared metric."""
-LOWER_IS_BETTER = ("deletion_auc",)
-"""Metrics where lower is better (every other metric: higher is better)."""
 SMALL_N = 10
 """Per-metric CIs from fewer items are shown in ``summary.md`` but marked."""
 
-RECORD_COLUMNS = (
+ITEM_COLUMNS = (
     "id",
     "category",
     "label",
@@ -59,18 +52,30 @@ RECORD_COLUMNS = (
     "target_prob",
     "explainer",
     "center_miss",
-    "pointing_game_hit",
-    "pointing_game_valid",
-    "energy_pointing_game",
-    "region_auc",
-    "insertion_auc",
-    "deletion_auc",
-    "seconds",
-    "metric_seconds",
-    "backend",
-    "device",
 )
-"""Columns of ``records.csv``, one row per (item, explainer)."""
+"""The first columns of ``records.csv``: the item, its prediction and the explainer."""
+TIMING_COLUMNS = ("seconds", "metric_seconds", "backend", "device")
+"""The last columns of ``records.csv``: the costs and where they were measured."""
+
+
+def record_columns() -> tuple[str, ...]:
+    """Columns of ``records.csv``, one row per (item, explainer).
+
+    The item's, then each registered metric's (:func:`sidu_bench.metrics.metric_columns`),
+    then the costs.
+    """
+    return (*ITEM_COLUMNS, *metric_columns(), *TIMING_COLUMNS)
+
+
+RECORD_COLUMNS = NameView(record_columns)
+""":func:`record_columns` as a sequence that sees metrics registered after import."""
+
+
+def compared_statistics() -> tuple[Statistic, ...]:
+    """The per-item statistics of the paired comparisons (the pointing game as its hits)."""
+    return tuple(statistic for statistic in summary_statistics() if statistic.compared)
+
+
 _PAIR_COLUMNS = (
     "explainer",
     "reference",
@@ -89,30 +94,56 @@ def metric_seed(seed: int, metric: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(metric.encode("utf-8"))) % 2**32
 
 
-def _scored(records: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The rows that score ``metric`` (pointing game: valid items; subset for center-miss)."""
-    if metric.startswith("pointing_game"):
-        rows = records[records["pointing_game_valid"].astype(bool)]
-        if metric == "pointing_game_center_miss":
-            rows = rows[rows["center_miss"].astype(bool)]
-        return rows
-    return records[records[metric].notna()]
+def scored_mask(records: pd.DataFrame, statistic: Statistic) -> pd.Series:
+    """Which rows score ``statistic``: its ``scored_by`` flag, else a value, within its subset.
+
+    A column the records lack (a metric registered after the run) scores no row.
+    """
+    if statistic.column not in records.columns:
+        return pd.Series(False, index=records.index)
+    if statistic.scored_by is None:
+        mask = records[statistic.column].notna()
+    else:
+        mask = records[statistic.scored_by].astype(bool)
+    if statistic.subset is not None:
+        mask &= records[statistic.subset].astype(bool)
+    return mask
 
 
-def _values(rows: pd.DataFrame, metric: str) -> np.ndarray:
-    column = "pointing_game_hit" if metric.startswith("pointing_game") else metric
-    return rows[column].astype(float).to_numpy()
+def _scored(records: pd.DataFrame, statistic: Statistic) -> pd.DataFrame:
+    return records[scored_mask(records, statistic)]
+
+
+def _values(rows: pd.DataFrame, statistic: Statistic) -> np.ndarray:
+    if statistic.column not in rows.columns:
+        return np.empty(0)
+    return rows[statistic.column].astype(float).to_numpy()
 
 
 def estimate(records: pd.DataFrame, metric: str, *, seed: int) -> Estimate:
-    """The summary estimate of ``metric`` over one explainer's records."""
-    rows = _scored(records, metric)
-    values = _values(rows, metric)
-    if metric in PER_CLASS_METRICS:
-        return bootstrap_class_mean(
-            values, rows["category"].astype(str).tolist(), seed=metric_seed(seed, metric)
-        )
-    return bootstrap_mean(values, seed=metric_seed(seed, metric))
+    """The summary estimate of the statistic ``metric`` over one explainer's records.
+
+    Per-item statistics: the mean with its bootstrap CI. Per-class statistics: the metrics'
+    per-class mean (:func:`sidu_bench.metrics.localisation_summary`, categories by name) with a
+    stratified bootstrap CI (:func:`sidu_bench.stats.stratified_interval`); ``n`` counts items.
+    """
+    statistic = get_statistic(metric)
+    rows = _scored(records, statistic)
+    values = _values(rows, statistic)
+    if not statistic.per_class:
+        return bootstrap_mean(values, seed=metric_seed(seed, metric))
+    if not values.size:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    names, codes = np.unique(rows["category"].astype(str).to_numpy(object), return_inverse=True)
+    per_class = localisation_summary(
+        torch.tensor(values),
+        torch.ones(values.size, dtype=torch.bool),
+        categories=torch.tensor(codes, dtype=torch.int64),
+    ).all_items.per_class_mean
+    groups = [values[codes == code] for code in range(len(names))]
+    return Estimate(
+        per_class, *stratified_interval(groups, seed=metric_seed(seed, metric)), values.size
+    )
 
 
 def summarise(records: pd.DataFrame, explainers: list[str], *, seed: int) -> pd.DataFrame:
@@ -121,7 +152,7 @@ def summarise(records: pd.DataFrame, explainers: list[str], *, seed: int) -> pd.
     for label in explainers:
         part = records[records["explainer"] == label]
         row: dict[str, object] = {"explainer": label, "n_images": len(part)}
-        for metric in SUMMARY_METRICS:
+        for metric in (statistic.name for statistic in summary_statistics()):
             result = estimate(part, metric, seed=seed)
             row[metric] = result.mean
             row[f"{metric}_ci_low"] = result.low
@@ -153,15 +184,16 @@ def compare_pair(
         records: ``records.csv`` rows of (at least) both explainers.
         explainer: the compared explainer's label.
         reference: the reference explainer's label.
-        metric: one of :data:`COMPARED_METRICS`.
+        metric: the name of one of :func:`compared_statistics`.
         seed: the run's seed.
 
     Returns:
         ``explainer``, ``reference``, ``metric``, ``difference``, ``ci_low``, ``ci_high``, ``n``,
         ``n_nonzero`` and ``p`` (NaN when ``n`` is 0).
     """
-    if metric not in COMPARED_METRICS:
-        raise ValueError(f"metric must be one of {', '.join(COMPARED_METRICS)}, got {metric!r}")
+    names = [statistic.name for statistic in compared_statistics()]
+    if metric not in names:
+        raise ValueError(f"metric must be one of {', '.join(names)}, got {metric!r}")
     base = records[records["explainer"] == reference].set_index("id")
     other = records[records["explainer"] == explainer].set_index("id")
     joined = _paired_values(base, other, metric)
@@ -215,7 +247,7 @@ def with_verdicts(comparisons: pd.DataFrame) -> pd.DataFrame:
             n=int(row.n),
             n_nonzero=int(row.n_nonzero),
             family_size=max(m, 1),
-            higher_is_better=row.metric not in LOWER_IS_BETTER,
+            higher_is_better=get_statistic(row.metric).higher_is_better,
         )
         for row in table.itertuples()
     ]
@@ -242,19 +274,20 @@ def paired_comparisons(
         compare_pair(records, label, reference, metric, seed=seed)
         for label in explainers
         if label != reference
-        for metric in COMPARED_METRICS
+        for metric in (statistic.name for statistic in compared_statistics())
     ]
     return with_verdicts(pd.DataFrame(rows, columns=_PAIR_COLUMNS))
 
 
 def _paired_values(base: pd.DataFrame, other: pd.DataFrame, metric: str) -> pd.DataFrame:
-    scored_base = _scored(base.reset_index(), metric).set_index("id")
-    scored_other = _scored(other.reset_index(), metric).set_index("id")
+    statistic = get_statistic(metric)
+    scored_base = _scored(base.reset_index(), statistic).set_index("id")
+    scored_other = _scored(other.reset_index(), statistic).set_index("id")
     shared = scored_base.index.intersection(scored_other.index)
     return pd.DataFrame(
         {
-            "base": _values(scored_base.loc[shared], metric),
-            "other": _values(scored_other.loc[shared], metric),
+            "base": _values(scored_base.loc[shared], statistic),
+            "other": _values(scored_other.loc[shared], statistic),
         }
     )
 
@@ -272,7 +305,7 @@ def with_comparison_columns(
     if comparisons is not None:
         found = {(row.explainer, row.metric): row for row in comparisons.itertuples()}
     columns: dict[str, list[object]] = {}
-    for metric in COMPARED_METRICS:
+    for metric in (statistic.name for statistic in compared_statistics()):
         for suffix in COMPARISON_SUFFIXES:
             columns[f"{metric}{suffix}"] = []
         for label in summary["explainer"]:
@@ -295,10 +328,11 @@ def per_class_singletons(records: pd.DataFrame) -> dict[str, tuple[int, int]]:
     explainer.
     """
     counts = {}
-    for metric in PER_CLASS_METRICS:
-        items = _scored(records, metric).drop_duplicates("id")
-        sizes = items["category"].astype(str).value_counts()
-        counts[metric] = (int((sizes == 1).sum()), int(sizes.size))
+    for statistic in summary_statistics():
+        if statistic.per_class:
+            items = _scored(records, statistic).drop_duplicates("id")
+            sizes = items["category"].astype(str).value_counts()
+            counts[statistic.name] = (int((sizes == 1).sum()), int(sizes.size))
     return counts
 
 
@@ -334,25 +368,32 @@ def summary_markdown(
         comparisons: :func:`paired_comparisons` (one family), or ``None`` without a reference.
         header: the run header, one bullet per entry.
         singletons: :func:`per_class_singletons` of the records; where a per-class mean has one
-            item in most classes (:func:`mostly_singletons`), the hit rate leads the table as
-            the headline and a note says so.
+            item in most classes (:func:`mostly_singletons`), the per-item statistic that ranks
+            it (the pointing game's hit rate) leads the table as the headline, and a note says
+            so.
 
     Returns:
         The Markdown text.
     """
     singletons = singletons or {}
     weak = {metric: counts for metric, counts in singletons.items() if mostly_singletons(*counts)}
-    metrics = list(SUMMARY_METRICS)
+    statistics = summary_statistics()
+    metrics = [statistic.name for statistic in statistics]
     titles = {metric: metric for metric in metrics}
-    if "pointing_game" in weak:
-        metrics.remove("pointing_game_hit_rate")
-        metrics.insert(metrics.index("pointing_game"), "pointing_game_hit_rate")
-        titles["pointing_game_hit_rate"] = "pointing_game_hit_rate (headline)"
+    headlines = {}
     for metric in weak:
+        headline = get_statistic(metric).ranked_by
+        if headline is not None:
+            metrics.remove(headline)
+            metrics.insert(metrics.index(metric), headline)
+            titles[headline] = f"{headline} (headline)"
+            headlines[metric] = get_statistic(headline).label
         titles[metric] = f"{metric} ‡"
+    lower = [statistic.label for statistic in statistics if not statistic.higher_is_better]
+    direction = f"Higher is better except {' and '.join(lower)}." if lower else "Higher is better."
     lines = [f"# {header.get('dataset')} × {header.get('model')}", ""]
     lines += [f"- **{key}**: {value}" for key, value in header.items()]
-    lines += ["", "Mean [95 % bootstrap CI] (n scored). Higher is better except deletion AUC.", ""]
+    lines += ["", f"Mean [95 % bootstrap CI] (n scored). {direction}", ""]
     names = ["explainer", *(titles[metric] for metric in metrics), "s/image"]
     lines.append("| " + " | ".join(names) + " |")
     lines.append("|" + "---|" * len(names))
@@ -379,7 +420,7 @@ def summary_markdown(
         notes.append(
             f"‡ {metric} is a per-class mean with one scored item in {single} of its {classes} "
             "classes: it weighs single items and has no CI"
-            + (", so the hit rate is the headline." if metric == "pointing_game" else ".")
+            + (f", so the {headlines[metric]} is the headline." if metric in headlines else ".")
         )
     if notes:
         lines += ["", *notes]

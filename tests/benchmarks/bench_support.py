@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from sidu.backends import resolve_backend
+from sidu.precision import DTYPES
 from sidu_bench.bench import ProbeRequest, build_case, measure, method_call
-from sidu_bench.bench.probe import DTYPES
 from sidu_bench.perf import Ceiling, best_forward_ceiling, time_call
 
 CPU_MODELS = ("resnet18", "efficientnet_lite0", "synthetic_cnn")

@@ -1,9 +1,9 @@
-"""The SIDU computation shared by the classifier form and the feature-space (backbone) form.
+"""The SIDU computation shared by the classifier form, the feature-space form and the benchmark.
 
 For one image with feature map ``A`` (``K x h x w``) at the explained layer:
 
 * ``B_k = A_k > threshold``; ``M_k`` = ``B_k`` resized to ``H x W`` bilinearly with a mirrored
-  border (the authors' skimage call, :mod:`sidu.upsample`);
+  border (the authors' skimage call, :func:`sidu.resize.resize_reflect`);
 * ``p_0`` = the output vector of the clean image, ``p_k`` = that of ``x * M_k``;
 * similarity difference ``SD_k = exp(-d_k^2 / (2 sigma^2))`` with ``d_k`` the target-class
   probability difference (or the feature distance in the backbone form);
@@ -14,6 +14,10 @@ For one image with feature map ``A`` (``K x h x w``) at the explained layer:
 Identical binary masks give identical masked images, so each distinct mask is forwarded once and
 the per-mask quantities are gathered back; the map is the resize of ``sum_k w_k B_k`` (resizing
 is linear), so no full-size mask is kept. All arithmetic after the forward passes is float64.
+
+:func:`run_sidu` is the core without input checks or model handling: :class:`sidu.SIDU`,
+:func:`sidu.sidu_features` and the benchmark's SIDU explainer check the images once, put the
+model in eval mode and capture the layer, then call it.
 """
 
 from __future__ import annotations
@@ -26,8 +30,18 @@ from torch import nn
 
 from sidu.backends import ForwardBackend, check_backend, resolve_backend
 from sidu.engine import auto_batch_size, masked_forward
-from sidu.precision import PRECISIONS
-from sidu.upsample import interpolation_matrix, resize_reflect
+from sidu.precision import check_dtype, check_precision
+from sidu.resize import interpolation_matrix, resize_reflect
+from sidu.validation import check_batch_size
+
+__all__ = [
+    "MASK_PROBABILITY",
+    "MINMAX_GUARD",
+    "SIDUOptions",
+    "SIDUResult",
+    "mask_weights",
+    "run_sidu",
+]
 
 MASK_PROBABILITY = 0.5
 """The authors' ``p1``: the saliency is divided by ``K`` and by this constant."""
@@ -90,18 +104,10 @@ class SIDUOptions:
             raise ValueError(f"threshold must be a real number, got {self.threshold!r}")
         if not isinstance(self.kernel_width, int | float) or not self.kernel_width > 0:
             raise ValueError(f"kernel_width must be a number > 0, got {self.kernel_width!r}")
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive int or None, got {self.batch_size!r}")
-        if self.dtype not in (None, torch.float32, torch.float64, torch.bfloat16, torch.float16):
-            raise ValueError(
-                "dtype must be None, torch.float32, torch.float64, torch.bfloat16 or "
-                f"torch.float16, got {self.dtype!r}"
-            )
+        check_batch_size(self.batch_size)
+        check_dtype(self.dtype)
         check_backend(self.backend)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_precision(self.precision)
 
 
 class _ResizedBinaryMasks:
@@ -178,7 +184,10 @@ def run_sidu(
     targets: Callable[[torch.Tensor], torch.Tensor] | None,
     options: SIDUOptions,
 ) -> SIDUResult:
-    """Run SIDU on a validated batch; the model is already in eval mode.
+    """Run SIDU on a checked batch; the caller has put the model in eval mode.
+
+    Nothing is checked here: ``images`` must have passed :func:`sidu.validation.check_images`
+    and be on the model's device, and ``targets`` must return valid classes.
 
     Args:
         model: the network forwarded on the masked images.
@@ -214,6 +223,7 @@ def run_sidu(
         channels_last=options.channels_last,
         backend=backend,
         precision=options.precision,
+        validate_args=False,
     )
 
     num_masks = binary.shape[1]

@@ -1,0 +1,327 @@
+"""The metric registry: each metric described once, for the runner, the summaries and the tables.
+
+A :class:`Metric` is what ``--metrics`` names: its ``records.csv`` columns (with the value an
+unscored item keeps), how it scores one explained item (:attr:`Metric.score`), its entry in a
+run's protocol object (derived from the code's constants), and the ``summary.csv`` statistics it
+contributes (:class:`Statistic`: direction, per-item or per-class, which rows it scores, whether
+the report ranks it). The runner, the summaries, ``compare`` and ``report`` read only these
+descriptions; each metric module registers its own (:func:`register_metric`), so adding a metric
+touches that module and its tests only.
+
+Example:
+    >>> import math
+    >>> peak = Metric(
+    ...     name="doc_peak",
+    ...     columns={"doc_peak": math.nan},
+    ...     statistics=(Statistic("doc_peak", column="doc_peak"),),
+    ...     score=lambda item, settings: MetricScore({"doc_peak": float(item.maps.max())}),
+    ... )
+    >>> _ = register_metric(peak)
+    >>> list_metrics()[-1], get_statistic("doc_peak").higher_is_better
+    ('doc_peak', True)
+    >>> _ = unregister_metric("doc_peak")
+
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from sidu_bench.registry import Registry
+
+DEFAULT_POSITION = 100
+"""Position of a metric that gives none: after the built-ins (ties in name order)."""
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """The run settings a metric reads when it scores an item or describes its protocol.
+
+    Protocol entries (:attr:`Metric.protocol`) read only ``tolerance``, ``steps`` and ``step``;
+    the other fields choose how the numbers are computed (environment), not what they are.
+
+    Attributes:
+        tolerance: the pointing game's hit radius in pixels (None: the data set declares none).
+        steps: insertion/deletion steps under the fixed-count rule.
+        step: pixels per insertion/deletion step; overrides ``steps`` when given.
+        batch_size: images per forward pass (None: sized by a memory budget).
+        backend: engine of the model's forwards (``"torch"``, ``"onnxruntime"`` or ``"auto"``).
+        precision: float32 CUDA arithmetic, ``"ieee"`` or ``"tf32"``.
+        dtype: autocast dtype of the forwards (None: the model's own dtype).
+    """
+
+    tolerance: float | None
+    steps: int
+    step: int | None
+    batch_size: int | None = None
+    backend: str = "torch"
+    precision: str = "ieee"
+    dtype: torch.dtype | None = None
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """One explained item as a metric sees it.
+
+    Attributes:
+        model: the classifier, in eval mode, on the image's device.
+        image: ``[1, C, H, W]`` normalised model input.
+        maps: ``[1, S, S]`` float32 saliency map, finite, on the image's device.
+        target: ``[1]`` int64, the explained class.
+        region: boolean ground-truth region ``[H0, W0]`` at the original size, or None.
+    """
+
+    model: nn.Module
+    image: Tensor
+    maps: Tensor
+    target: Tensor
+    region: Tensor | None
+
+
+@dataclass(frozen=True)
+class MetricScore:
+    """What a metric gives for one item.
+
+    Attributes:
+        values: ``{record column: value}`` for some of the metric's columns (the others keep
+            their unscored value).
+        curves: ``{key: 1-D tensor}`` kept with the item as the array ``<key>@<explainer>``.
+    """
+
+    values: Mapping[str, object]
+    curves: Mapping[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One ``summary.csv`` statistic: a mean over the items it scores, with CI and n.
+
+    Attributes:
+        name: the ``summary.csv`` column (also ``<name>_ci_low``, ``_ci_high``, ``_n``).
+        column: the ``records.csv`` column holding the per-item value.
+        higher_is_better: the direction of the gate, the verdicts and the rankings.
+        per_class: the mean over categories of the per-category mean (stratified bootstrap);
+            not per-item, so not compared in pairs. Otherwise the mean over items.
+        scored_by: a boolean record column marking the scored items; None: ``column`` is set.
+        subset: a boolean record column restricting the items further (e.g. ``center_miss``).
+        in_report: the report shows it as a column.
+        ranked_by: for a per-class statistic, the per-item statistic whose paired verdicts rank
+            it in the report (None: not ranked). A per-item statistic ranks on itself.
+        title: its name in prose (default: ``name``).
+    """
+
+    name: str
+    column: str
+    higher_is_better: bool = True
+    per_class: bool = False
+    scored_by: str | None = None
+    subset: str | None = None
+    in_report: bool = True
+    ranked_by: str | None = None
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        for attribute in ("name", "column"):
+            value = getattr(self, attribute)
+            if not isinstance(value, str) or not value.isidentifier():
+                raise ValueError(f"Statistic {attribute} must be an identifier, got {value!r}")
+        if self.ranked_by is not None and not self.per_class:
+            raise ValueError(
+                f"statistic {self.name!r}: ranked_by is for per-class statistics (a per-item "
+                "statistic ranks on itself)"
+            )
+
+    @property
+    def label(self) -> str:
+        """The statistic's name in prose."""
+        return self.title or self.name
+
+    @property
+    def compared(self) -> bool:
+        """Whether explainers are compared in pairs on it (per-item statistics only)."""
+        return not self.per_class
+
+    @property
+    def ranking(self) -> str | None:
+        """The per-item statistic whose paired verdicts rank this one (None: unranked)."""
+        return self.ranked_by if self.per_class else self.name
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric as ``--metrics`` names it.
+
+    Attributes:
+        name: the ``--metrics`` name.
+        columns: ``{records.csv column: value of an item it does not score}``, in table order.
+        statistics: the ``summary.csv`` statistics it contributes, in table order.
+        score: ``score(item, settings) -> MetricScore`` for one explained item.
+        protocol: ``protocol(settings) -> dict``, its entry in the run's protocol object, derived
+            from the code's constants (None: nothing beyond the shared protocol fields).
+        uses_regions: it scores against the ground-truth region (a localisation metric).
+        position: where its columns go in ``records.csv`` and ``summary.csv`` (ascending; ties
+            in name order).
+    """
+
+    name: str
+    columns: Mapping[str, object]
+    statistics: tuple[Statistic, ...]
+    score: Callable[[ScoredItem, ScoringSettings], MetricScore]
+    protocol: Callable[[ScoringSettings], dict[str, object]] | None = None
+    uses_regions: bool = False
+    position: int = DEFAULT_POSITION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"Metric name must be an identifier, got {self.name!r}")
+        if not self.columns or not self.statistics:
+            raise ValueError(f"metric {self.name!r} needs at least one column and one statistic")
+        for statistic in self.statistics:
+            if not isinstance(statistic, Statistic):
+                raise TypeError(
+                    f"metric {self.name!r}: statistics must be Statistic objects, "
+                    f"got {type(statistic).__name__}"
+                )
+            for column in (statistic.column, statistic.scored_by):
+                if column is not None and column not in self.columns:
+                    raise ValueError(
+                        f"metric {self.name!r}: statistic {statistic.name!r} reads column "
+                        f"{column!r}, which is not one of its columns ({', '.join(self.columns)})"
+                    )
+        compared = {s.name for s in self.statistics if s.compared}
+        for statistic in self.statistics:
+            if statistic.ranked_by is not None and statistic.ranked_by not in compared:
+                raise ValueError(
+                    f"metric {self.name!r}: statistic {statistic.name!r} is ranked by "
+                    f"{statistic.ranked_by!r}, which is not one of its per-item statistics"
+                )
+
+    def evaluate(self, item: ScoredItem, settings: ScoringSettings) -> MetricScore:
+        """Score ``item``, checking that only the metric's own columns are set."""
+        score = self.score(item, settings)
+        if not isinstance(score, MetricScore):
+            raise TypeError(
+                f"metric {self.name!r} must return a MetricScore, got {type(score).__name__}"
+            )
+        unknown = [column for column in score.values if column not in self.columns]
+        if unknown:
+            raise ValueError(
+                f"metric {self.name!r} returned column(s) {', '.join(map(repr, unknown))}; its "
+                f"columns are {', '.join(self.columns)}"
+            )
+        return score
+
+
+_METRICS = Registry[Metric]("metric")
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Register ``metric`` (its name, record columns and statistic names must be new).
+
+    Returns:
+        ``metric``, so a module can keep it: ``POINTING_GAME = register_metric(Metric(...))``.
+
+    Raises:
+        TypeError: ``metric`` is not a :class:`Metric`.
+        ValueError: its name, a column or a statistic name is taken.
+    """
+    if not isinstance(metric, Metric):
+        raise TypeError(f"metric must be a Metric, got {type(metric).__name__}")
+    if metric.name in _METRICS:
+        raise ValueError(f"metric {metric.name!r} is already registered")
+    taken_columns = set(metric_columns())
+    taken_statistics = {statistic.name for statistic in summary_statistics()}
+    clashes = [column for column in metric.columns if column in taken_columns]
+    clashes += [s.name for s in metric.statistics if s.name in taken_statistics]
+    if clashes:
+        raise ValueError(
+            f"metric {metric.name!r}: column or statistic name(s) already taken by another "
+            f"metric: {', '.join(map(repr, clashes))}"
+        )
+    return _METRICS.register(metric.name, metric)
+
+
+def unregister_metric(name: str) -> Metric:
+    """Remove a registered metric (e.g. one a test registered) and return it."""
+    return _METRICS.unregister(name)
+
+
+def get_metric(name: str) -> Metric:
+    """The registered metric called ``name``.
+
+    Raises:
+        ValueError: no metric has that name (the message names the closest ones).
+    """
+    return _METRICS.get(name)
+
+
+def registered_metrics() -> tuple[Metric, ...]:
+    """Every registered metric, by position (ties in name order)."""
+    metrics = (_METRICS.get(name) for name in _METRICS)
+    return tuple(sorted(metrics, key=lambda metric: metric.position))
+
+
+def list_metrics() -> list[str]:
+    """The names ``--metrics`` accepts, in table order."""
+    return [metric.name for metric in registered_metrics()]
+
+
+def metric_columns() -> tuple[str, ...]:
+    """The ``records.csv`` columns of every registered metric, in table order."""
+    return tuple(column for metric in registered_metrics() for column in metric.columns)
+
+
+def summary_statistics() -> tuple[Statistic, ...]:
+    """The ``summary.csv`` statistics of every registered metric, in table order."""
+    return tuple(statistic for metric in registered_metrics() for statistic in metric.statistics)
+
+
+def get_statistic(name: str) -> Statistic:
+    """The registered statistic called ``name``.
+
+    Raises:
+        ValueError: no registered metric has a statistic of that name.
+    """
+    for statistic in summary_statistics():
+        if statistic.name == name:
+            return statistic
+    names = ", ".join(statistic.name for statistic in summary_statistics())
+    raise ValueError(f"unknown metric statistic {name!r}; statistics are {names}")
+
+
+def protocol_entries(settings: ScoringSettings) -> dict[str, dict[str, object]]:
+    """``{metric name: protocol entry}`` of the metrics that have one, in name order."""
+    metrics = (_METRICS.get(name) for name in _METRICS.names())
+    return {metric.name: metric.protocol(settings) for metric in metrics if metric.protocol}
+
+
+class NameView(Sequence[str]):
+    """A read-only sequence of names recomputed on every use, so later registrations show.
+
+    Example:
+        >>> names = NameView(list_metrics)
+        >>> list(names) == list_metrics()
+        True
+    """
+
+    def __init__(self, source: Callable[[], Sequence[str]]) -> None:
+        self._source = source
+
+    def __getitem__(self, index: int) -> str:
+        return tuple(self._source())[index]
+
+    def __len__(self) -> int:
+        return len(self._source())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._source()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._source()
+
+    def __repr__(self) -> str:
+        return f"NameView({tuple(self._source())!r})"

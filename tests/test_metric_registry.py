@@ -1,0 +1,255 @@
+"""The metric registry: the built-ins' published layout, checks on descriptions, and a toy metric
+registered in this file alone that flows through records, summary, compare and report."""
+
+import json
+import math
+import shutil
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+from sidu_bench.cli import main
+from sidu_bench.compare import gated_metrics
+from sidu_bench.metrics import Metric, MetricScore, ScoredItem, ScoringSettings, Statistic
+from sidu_bench.metrics.registry import (
+    get_metric,
+    get_statistic,
+    list_metrics,
+    register_metric,
+    summary_statistics,
+    unregister_metric,
+)
+from sidu_bench.report import ranked_metrics, report_metrics
+from sidu_bench.runner.storage import ItemStore
+from sidu_bench.runner.summary import compared_statistics, record_columns
+
+RUN = "synthetic-synthetic_cnn"
+LABELS = ["center", "random"]
+SMALL = ["--device", "cpu", "--backend", "torch", "--limit", "4", "--steps", "4"]
+
+
+def test_builtin_metrics_keep_the_published_layout():
+    # records.csv, summary.csv and the report of every committed run folder have these columns
+    # in this order; the registry must reproduce them whatever order the modules import in.
+    assert list_metrics() == [
+        "pointing_game",
+        "energy_pointing_game",
+        "region_auc",
+        "insertion_deletion",
+    ]
+    assert record_columns() == (
+        *("id", "category", "label", "target", "predicted", "predicted_prob", "target_prob"),
+        *("explainer", "center_miss", "pointing_game_hit", "pointing_game_valid"),
+        *("energy_pointing_game", "region_auc", "insertion_auc", "deletion_auc"),
+        *("seconds", "metric_seconds", "backend", "device"),
+    )
+    assert [s.name for s in summary_statistics()] == [
+        "pointing_game",
+        "pointing_game_hit_rate",
+        "pointing_game_center_miss",
+        "energy_pointing_game",
+        "region_auc",
+        "insertion_auc",
+        "deletion_auc",
+    ]
+    assert [s.name for s in compared_statistics()] == [
+        "pointing_game_hit_rate",
+        "energy_pointing_game",
+        "region_auc",
+        "insertion_auc",
+        "deletion_auc",
+    ]
+    assert [s.name for s in summary_statistics() if not s.higher_is_better] == ["deletion_auc"]
+    assert gated_metrics() == [s.name for s in summary_statistics()]
+    assert report_metrics() == [
+        "pointing_game",
+        "pointing_game_center_miss",
+        "energy_pointing_game",
+        "region_auc",
+        "insertion_auc",
+        "deletion_auc",
+        "seconds_per_image",
+    ]
+    assert ranked_metrics() == {
+        "pointing_game": "pointing_game_hit_rate",
+        "energy_pointing_game": "energy_pointing_game",
+        "region_auc": "region_auc",
+        "insertion_auc": "insertion_auc",
+        "deletion_auc": "deletion_auc",
+    }
+    assert [m.name for m in map(get_metric, list_metrics()) if m.uses_regions] == [
+        "pointing_game",
+        "energy_pointing_game",
+        "region_auc",
+    ]
+
+
+def peak_metric(name="map_peak", **changes):
+    """A toy metric: the map's maximum, lower is better (to exercise the direction)."""
+    fields = {
+        "name": name,
+        "columns": {name: math.nan},
+        "statistics": (
+            Statistic(name, column=name, higher_is_better=False, title=name.replace("_", " ")),
+        ),
+        "score": lambda item, settings: MetricScore({name: float(item.maps.max())}),
+        "protocol": lambda settings: {"reduction": "maximum of the map"},
+    }
+    return Metric(**{**fields, **changes})
+
+
+@pytest.fixture
+def registered():
+    """Register metrics for one test; unregister them afterwards."""
+    names = []
+
+    def register(metric):
+        names.append(register_metric(metric).name)
+        return metric
+
+    yield register
+    for name in names:
+        unregister_metric(name)
+
+
+BAD_DESCRIPTIONS = [
+    (
+        lambda: register_metric(peak_metric("region_auc")),
+        ValueError,
+        "metric 'region_auc' is already registered",
+    ),
+    (
+        lambda: register_metric(
+            peak_metric(statistics=(Statistic("deletion_auc", column="map_peak"),))
+        ),
+        ValueError,
+        "already taken by another metric: 'deletion_auc'",
+    ),
+    (
+        lambda: peak_metric(statistics=(Statistic("map_peak", column="peak"),)),
+        ValueError,
+        "reads column 'peak', which is not one of its columns",
+    ),
+    (
+        lambda: Statistic("map_peak", column="map_peak", ranked_by="map_peak"),
+        ValueError,
+        "ranked_by is for per-class statistics",
+    ),
+    (
+        lambda: peak_metric(
+            statistics=(Statistic("a", column="map_peak", per_class=True, ranked_by="b"),)
+        ),
+        ValueError,
+        "which is not one of its per-item statistics",
+    ),
+    (lambda: replace(peak_metric(), name="map peak"), ValueError, "Metric name must be an"),
+    (lambda: register_metric("map_peak"), TypeError, "metric must be a Metric"),
+    (
+        lambda: get_metric("region_au"),
+        ValueError,
+        "unknown metric 'region_au'; did you mean 'region_auc'",
+    ),
+    (lambda: get_statistic("hit_rate"), ValueError, "unknown metric statistic 'hit_rate'"),
+]
+
+
+@pytest.mark.parametrize(("build", "error", "message"), BAD_DESCRIPTIONS)
+def test_bad_descriptions_and_names_are_refused(build, error, message):
+    with pytest.raises(error, match=message):
+        build()
+    assert list_metrics()[-1] == "insertion_deletion"  # nothing was registered
+
+
+def test_a_registered_metric_comes_after_the_builtins(registered):
+    registered(peak_metric("other_peak"))
+    assert list_metrics()[-1] == "other_peak"
+    assert record_columns()[-5:] == ("other_peak", "seconds", "metric_seconds", "backend", "device")
+
+
+def test_a_metric_may_set_only_its_own_columns():
+    item = ScoredItem(torch.nn.Identity(), torch.zeros(1, 3, 4, 4), torch.ones(1, 4, 4), None, None)
+    settings = ScoringSettings(tolerance=None, steps=4, step=None)
+    assert peak_metric().evaluate(item, settings).values == {"map_peak": 1.0}
+    stray = peak_metric(score=lambda item, settings: MetricScore({"region_auc": 0.5}))
+    with pytest.raises(ValueError, match=r"metric 'map_peak' returned column\(s\) 'region_auc'"):
+        stray.evaluate(item, settings)
+    with pytest.raises(TypeError, match="must return a MetricScore"):
+        peak_metric(score=lambda item, settings: {"map_peak": 1.0}).evaluate(item, settings)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """An evaluate run with the toy metric registered (by this file only), then unregistered."""
+    register_metric(peak_metric())
+    try:
+        out = tmp_path_factory.mktemp("toy")
+        assert main(["evaluate", *SMALL, "--explainers", ",".join(LABELS), "--out", str(out)]) == 0
+        yield out / RUN
+    finally:
+        unregister_metric("map_peak")
+
+
+def read_summary(run_dir):
+    """summary.csv with its verdicts as written ("n/a" is not a missing value)."""
+    path = run_dir / "summary.csv"
+    return pd.read_csv(path, keep_default_na=False, na_values=[""]).set_index("explainer")
+
+
+def test_a_registered_metric_reaches_records_summary_and_protocol(toy_run):
+    records = pd.read_csv(toy_run / "records.csv", dtype={"id": str})
+    assert list(records.columns[-5:]) == [
+        "map_peak",
+        "seconds",
+        "metric_seconds",
+        "backend",
+        "device",
+    ]
+    store = ItemStore(toy_run)
+    for row in records.itertuples():
+        stored_map = store.load(row.id).arrays[f"map@{row.explainer}"]  # float16
+        assert row.map_peak == pytest.approx(float(stored_map.max()), rel=1e-3)
+    summary = read_summary(toy_run)
+    for label in LABELS:
+        mine = records.loc[records["explainer"] == label, "map_peak"]
+        assert summary.at[label, "map_peak"] == pytest.approx(mine.mean(), abs=1e-12)
+        assert summary.at[label, "map_peak_n"] == 4
+        assert summary.at[label, "map_peak_verdict"] == "n/a"  # no SIDU reference in the run
+    markdown = (toy_run / "summary.md").read_text()
+    assert "Higher is better except deletion AUC and map peak." in markdown
+    assert "| deletion_auc | map_peak | s/image |" in markdown
+    config = json.loads((toy_run / "config.json").read_text())
+    assert config["metrics"][-1] == "map_peak"
+    assert config["protocol"]["map_peak"] == {"reduction": "maximum of the map"}
+
+
+def test_a_registered_metric_is_gated_in_its_direction(toy_run, tmp_path, capsys):
+    assert main(["compare", str(toy_run), str(toy_run), "--tolerance", "map_peak=0.01"]) == 0
+    assert "map_peak" in capsys.readouterr().out
+    baseline = tmp_path / "baseline"
+    shutil.copytree(toy_run, baseline, ignore=shutil.ignore_patterns("items"))
+    table = pd.read_csv(baseline / "summary.csv")
+    table.loc[table["explainer"] == "center", "map_peak"] -= 0.5  # lower is better
+    table.to_csv(baseline / "summary.csv", index=False)
+    assert main(["compare", str(toy_run), str(baseline), "--tolerance", "map_peak=0.01"]) == 1
+    failing = [line for line in capsys.readouterr().out.splitlines() if "REGRESSION" in line]
+    assert len(failing) == 1
+    assert failing[0].split()[:2] == ["center", "map_peak"]
+
+
+def test_a_registered_metric_is_ranked_in_the_report(toy_run, tmp_path):
+    assert main(["report", str(toy_run), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "report.csv")
+    cells = table[table["metric"] == "map_peak"].set_index("explainer")
+    assert sorted(cells.index) == sorted(LABELS)
+    summary = pd.read_csv(toy_run / "summary.csv").set_index("explainer")
+    for label in LABELS:
+        assert cells.at[label, "value"] == pytest.approx(summary.at[label, "map_peak"], abs=1e-12)
+    assert cells["rank"].notna().all()
+    pairs = pd.read_csv(tmp_path / "report_pairs.csv")
+    assert (pairs["metric"] == "map_peak").sum() == 1  # one pair of two explainers
+    markdown = (tmp_path / "report.md").read_text()
+    assert "### map_peak (lower is better)" in markdown
+    assert "lower is better for deletion AUC and map peak" in markdown
+    assert "- `map_peak.reduction`: maximum of the map" in markdown
