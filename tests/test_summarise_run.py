@@ -1,6 +1,7 @@
 """``summarise_run``: summary.csv, summary.md and figures rebuilt from a run folder's records."""
 
 import csv
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -56,7 +57,9 @@ def read_cells(path):
 
 @pytest.fixture
 def committed_copy(tmp_path):
-    return Path(shutil.copytree(COMMITTED, tmp_path / COMMITTED.name))
+    """The committed run folder as a fresh clone has it (``items/`` is not committed)."""
+    ignore = shutil.ignore_patterns("items")
+    return Path(shutil.copytree(COMMITTED, tmp_path / COMMITTED.name, ignore=ignore))
 
 
 def test_committed_run_reproduces_its_means_and_cis_exactly(committed_copy):
@@ -296,11 +299,24 @@ def test_figures_are_redrawn_from_items(tmp_path):
         assert (folder / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_without_items_the_figures_are_left_alone(committed_copy):
-    before = {p.name: p.read_bytes() for p in (committed_copy / "figures").iterdir()}
+def figure_digests(run_dir):
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (run_dir / "figures").iterdir()
+    }
+
+
+def test_without_items_or_figure_data_the_figures_are_left_alone(committed_copy):
+    (committed_copy / "figure_data.npz").unlink()
+    before = figure_digests(committed_copy)
     summarise_run(committed_copy)
-    after = {p.name: p.read_bytes() for p in (committed_copy / "figures").iterdir()}
-    assert after == before
+    assert figure_digests(committed_copy) == before
+
+
+def test_the_committed_figure_data_redraws_the_figures(committed_copy):
+    shutil.rmtree(committed_copy / "figures")
+    summarise_run(committed_copy)
+    for name in ("curves.png", "overlays.png"):
+        assert (committed_copy / "figures" / name).stat().st_size > 10_000, name
 
 
 def test_localisation_skips_are_counted_from_records_unless_given(tmp_path):
