@@ -33,7 +33,14 @@ from sidu_bench.io import atomic_write_text
 from sidu_bench.metrics import get_statistic, summary_statistics
 from sidu_bench.runner.config import differing_fields, read_config
 from sidu_bench.runner.figures import pyplot_or_none, save_png
-from sidu_bench.runner.summary import compare_pair, family_size, format_cell, with_verdicts
+from sidu_bench.runner.summary import (
+    compare_pair,
+    family_size,
+    format_cell,
+    mostly_singletons,
+    per_class_singletons,
+    with_verdicts,
+)
 from sidu_bench.stats import FAMILYWISE_ALPHA, VERDICT_BETTER, VERDICT_WORSE
 
 log = logging.getLogger(__name__)
@@ -82,8 +89,18 @@ REPORT_COLUMNS = (
 
 
 def report_metrics() -> list[str]:
-    """Metric columns of the report, in table order: the statistics it shows, then the cost."""
-    return [statistic.name for statistic in summary_statistics() if statistic.in_report] + [SECONDS]
+    """Metric columns of the report, in table order: the statistics it shows, then the cost.
+
+    A per-class statistic ranked on a per-item one (the pointing game on its hit rate) comes
+    after that per-item statistic, so the quantity its ranking rests on is shown with its CI.
+    """
+    names = []
+    for statistic in summary_statistics():
+        if statistic.in_report:
+            if statistic.per_class and statistic.ranked_by is not None:
+                names.append(statistic.ranked_by)
+            names.append(statistic.name)
+    return [*dict.fromkeys(names), SECONDS]
 
 
 def ranked_metrics() -> dict[str, str]:
@@ -281,6 +298,9 @@ def pair_comparisons(records: pd.DataFrame, explainers: list[str], *, seed: int)
 def rankings(pairs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Rank of every explainer per ranked report metric (:func:`ranking_rule`).
 
+    A per-class metric ranked on a per-item statistic (the pointing game on its hit rate) and
+    that statistic get the same ranks.
+
     Args:
         pairs: :func:`pair_comparisons` of the row.
         summary: the row's summary, indexed by explainer.
@@ -298,6 +318,7 @@ def rankings(pairs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, 
         order = sorted(means.index, key=lambda label, m=means: (-sign * m[label], str(label)))
         wins = {(winner, loser) for name, winner, loser in better if name == paired}
         result[metric] = rank_groups([str(label) for label in order], wins)
+        result.setdefault(paired, result[metric])
     return result
 
 
@@ -435,7 +456,24 @@ def _header(runs: Sequence[RunFolder], mismatches: Sequence[str]) -> list[str]:
     return lines
 
 
-def _metric_section(table: pd.DataFrame, metric: str) -> list[str]:
+def singleton_rows(runs: Sequence[RunFolder]) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
+    """Per (data set, model): the per-class means with one scored item in most classes.
+
+    Each maps to (classes with a single scored item, classes with any), as ``summary.md``
+    counts them (:func:`sidu_bench.runner.summary.mostly_singletons`); such a mean weighs single
+    items and has no CI, so the report marks it and points to the per-item statistic.
+    """
+    weak = {}
+    for key, group in _group(runs).items():
+        records = pd.concat([run.records for run in group], ignore_index=True)
+        counts = per_class_singletons(records)
+        weak[key] = {metric: pair for metric, pair in counts.items() if mostly_singletons(*pair)}
+    return weak
+
+
+def _metric_section(
+    table: pd.DataFrame, metric: str, weak: dict[tuple[str, str], dict[str, tuple[int, int]]]
+) -> list[str]:
     part = table[table["metric"] == metric]
     explainers = list(dict.fromkeys(part["explainer"]))
     if metric == SECONDS:
@@ -443,6 +481,7 @@ def _metric_section(table: pd.DataFrame, metric: str) -> list[str]:
     else:
         better = get_statistic(metric).higher_is_better
         direction, fmt = ("higher" if better else "lower") + " is better", "{:.3f}"
+    notes = []
     lines = ["", f"### {metric} ({direction})", ""]
     lines.append("| data set | model | " + " | ".join(explainers) + " |")
     lines.append("|---|---|" + "---|" * len(explainers))
@@ -457,7 +496,19 @@ def _metric_section(table: pd.DataFrame, metric: str) -> list[str]:
             cells.append(
                 format_cell(cell["value"], cell["ci_low"], cell["ci_high"], cell["n"], fmt.format)
             )
+        counts = weak.get((dataset, model), {}).get(metric)
+        if counts is not None:
+            cells = [f"{cell} ‡" if cell != "–" else cell for cell in cells]
+            notes.append(f"{dataset} × {model}: {counts[0]} of {counts[1]} classes")
         lines.append(f"| {dataset} | {model} | " + " | ".join(cells) + " |")
+    if notes:
+        headline = get_statistic(metric).ranked_by
+        lines += [
+            "",
+            "‡ a per-class mean whose classes mostly hold a single scored item "
+            f"({'; '.join(notes)}): it weighs single items and has no CI"
+            + (f", so read {headline} above, on which it is ranked." if headline else "."),
+        ]
     return lines
 
 
@@ -473,10 +524,11 @@ def _ranking_section(table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
     lines += ["", "| data set | model | metric | ranking |", "|---|---|---|---|"]
     ranked = table[table["rank"].notna()].sort_values("rank", kind="stable")
     for (dataset, model), row in ranked.groupby(["dataset", "model"], sort=False):
-        for metric in ranked_metrics():
+        for metric, paired in ranked_metrics().items():
             part = row[row["metric"] == metric]
             order = " · ".join(f"{cell.rank}. {cell.explainer}" for cell in part.itertuples())
-            lines.append(f"| {dataset} | {model} | {metric} | {order} |")
+            name = metric if paired == metric else f"{metric} (on {paired})"
+            lines.append(f"| {dataset} | {model} | {name} | {order} |")
     return lines
 
 
@@ -490,8 +542,9 @@ def report_markdown(
     lines = _header(runs, mismatches)
     lines += ["", "## Cross tables", "", "Mean [95 % bootstrap CI] (n scored), from each run's"]
     lines += ["own summary.csv."]
+    weak = singleton_rows(runs)
     for metric in report_metrics():
-        lines += _metric_section(table, metric)
+        lines += _metric_section(table, metric, weak)
     lines += _ranking_section(table, pairs)
     lines += ["", f"Ranking rule: {ranking_rule()}"]
     return "\n".join(lines) + "\n"

@@ -64,6 +64,7 @@ def test_builtin_metrics_keep_the_published_layout():
     assert [s.name for s in summary_statistics() if not s.higher_is_better] == ["deletion_auc"]
     assert gated_metrics() == [s.name for s in summary_statistics()]
     assert report_metrics() == [
+        "pointing_game_hit_rate",
         "pointing_game",
         "pointing_game_center_miss",
         "energy_pointing_game",

@@ -107,8 +107,13 @@ def test_markdown_shows_cells_versions_and_rankings(runs, tmp_path):
     assert "WARNING" not in text
 
 
-def hand_made_run(folder, template, n=20):
-    """n items: 'good' beats the others by 0.3 insertion AUC; 'same1' and 'same2' agree."""
+def hand_made_run(folder, template, n=20, *, category=None, hit=None):
+    """n items: 'good' beats the others by 0.3 insertion AUC; 'same1' and 'same2' agree.
+
+    ``category(i)`` and ``hit(label, i)`` replace the default categories (two) and hits.
+    """
+    category = category or (lambda i: "a" if i % 2 else "b")
+    hit = hit or (lambda label, i: i % 4 != 0)
     rng = np.random.default_rng(3)
     base = rng.uniform(0.2, 0.6, size=n)
     rows = []
@@ -117,7 +122,7 @@ def hand_made_run(folder, template, n=20):
             rows.append(
                 {
                     "id": f"item{i:02d}",
-                    "category": "a" if i % 2 else "b",
+                    "category": category(i),
                     "label": 0,
                     "target": 0,
                     "predicted": 0,
@@ -125,7 +130,7 @@ def hand_made_run(folder, template, n=20):
                     "target_prob": 0.9,
                     "explainer": label,
                     "center_miss": i % 3 == 0,
-                    "pointing_game_hit": i % 4 != 0,
+                    "pointing_game_hit": hit(label, i),
                     "pointing_game_valid": True,
                     "energy_pointing_game": 0.5,
                     "region_auc": 0.7,
@@ -160,6 +165,43 @@ def test_ranking_separates_a_clear_winner_and_ties_identical_explainers(runs, tm
     assert verdicts.loc[("same2", "good"), "verdict"] == "worse than reference"
     assert verdicts.loc[("same2", "same1"), "verdict"] == "n too small"  # no item differs
     assert verdicts.loc[("good", "same1"), "diff"] == pytest.approx(0.3)
+
+
+def test_pointing_game_shows_its_hit_rate_and_marks_singleton_class_means(runs, tmp_path):
+    # 24 items: c1..c19 hold one item each, c0 the other five; 'good' hits all, the others half
+    run = hand_made_run(
+        tmp_path / "hand",
+        runs[1],
+        n=24,
+        category=lambda i: f"c{i}" if i < 20 else "c0",
+        hit=lambda label, i: label == "good" or i % 2 == 0,
+    )
+    build_report([run], out=tmp_path / "out")
+    table = read_report(tmp_path / "out").set_index(["metric", "explainer"])
+    summary = read_summary(run)
+    for label, expected in (("same1", 0.5), ("good", 1.0), ("same2", 0.5)):
+        cell = table.loc[("pointing_game_hit_rate", label)]
+        assert cell["value"] == pytest.approx(expected)
+        np.testing.assert_equal(
+            (cell["value"], cell["ci_low"], cell["ci_high"], cell["n"]),
+            tuple(
+                summary.loc[label, f"pointing_game_hit_rate{suffix}"]
+                for suffix in ("", "_ci_low", "_ci_high", "_n")
+            ),
+        )
+    ranks = {"same1": 2, "good": 1, "same2": 2}  # 12 items differ: passes Holm over m = 15
+    assert table.loc["pointing_game_hit_rate", "rank"].to_dict() == ranks
+    assert table.loc["pointing_game", "rank"].to_dict() == ranks
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert text.index("### pointing_game_hit_rate (") < text.index("### pointing_game (")
+    section = text.split("### pointing_game (")[1].split("###")[0]
+    assert section.count(" ‡ |") == 3
+    assert "(synthetic × synthetic_cnn: 19 of 20 classes)" in section
+    assert "so read pointing_game_hit_rate above" in section
+    assert "| pointing_game (on pointing_game_hit_rate) | 1. good · 2. same1 · 2. same2 |" in text
+    other = hand_made_run(tmp_path / "two_classes", runs[1])
+    build_report([other], out=tmp_path / "plain")
+    assert "‡" not in (tmp_path / "plain" / "report.md").read_text()
 
 
 def test_ranking_needs_the_holm_verdict_not_just_a_small_p(runs, tmp_path):
