@@ -553,8 +553,9 @@ def report_markdown(
 def write_figure(table: pd.DataFrame, path: Path) -> Path | None:
     """Insertion AUC against seconds per image (log x), one subplot per data set.
 
-    Colour is the explainer, marker the model. Returns the file, or ``None`` when matplotlib
-    is missing (a warning is logged).
+    Colour is the explainer, marker the model; one legend of each sits beside the plots, so no
+    point is hidden under it. Returns the file, or ``None`` when matplotlib is missing (a warning
+    is logged).
     """
     plt = pyplot_or_none()
     if plt is None:
@@ -577,14 +578,27 @@ def write_figure(table: pd.DataFrame, path: Path) -> Path | None:
                 row.insertion_auc,
                 color=colours[row.explainer],
                 marker=markers.get(row.model, "o"),
-                label=f"{row.explainer} · {row.model}",
             )
         axis.set_xscale("log")
         axis.set_title(dataset)
         axis.set_xlabel("seconds per image (log)")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=6)
     axes[0, 0].set_ylabel("insertion AUC")
+    explainer_handles = [
+        plt.Line2D([], [], color=colour, marker="o", linestyle="", label=name)
+        for name, colour in colours.items()
+    ]
+    model_handles = [
+        plt.Line2D([], [], color="0.4", marker=marker, linestyle="", label=name)
+        for name, marker in markers.items()
+    ]
+    explainer_legend = figure.legend(
+        handles=explainer_handles, title="explainer", loc="upper left", bbox_to_anchor=(1.0, 0.95)
+    )
+    figure.add_artist(explainer_legend)
+    figure.legend(
+        handles=model_handles, title="model", loc="lower left", bbox_to_anchor=(1.0, 0.05)
+    )
     figure.suptitle("faithfulness vs cost")
     save_png(figure, path)
     plt.close(figure)

@@ -410,3 +410,28 @@ def test_figure_is_skipped_with_a_warning_without_matplotlib(runs, tmp_path, mon
     assert [p.name for p in written] == ["report.csv", "report.md", "report_pairs.csv"]
     assert "matplotlib is not installed" in caplog.text
     assert not (tmp_path / "faithfulness_vs_cost.png").exists()
+
+
+def test_figure_legends_name_each_explainer_and_model_once_beside_the_plots(
+    runs, tmp_path, monkeypatch
+):
+    pytest.importorskip("matplotlib")
+    _, first, second = runs
+    renamed = copy_run(first, tmp_path / "renamed", lambda c: c.update(model="other_cnn"))
+    saved = {}
+
+    def keep(figure, path):
+        saved["legends"] = [
+            [text.get_text() for text in legend.get_texts()] for legend in figure.legends
+        ]
+        saved["axis_legends"] = [axis.get_legend() for axis in figure.axes]
+        saved["points"] = sum(len(axis.collections) for axis in figure.axes)
+
+    monkeypatch.setattr(report_module, "save_png", keep)
+    build_report([first, second, renamed], out=tmp_path / "out")
+    assert saved["legends"] == [
+        ["sidu", "center", "random", "gradcam"],
+        ["synthetic_cnn", "other_cnn"],
+    ]
+    assert saved["axis_legends"] == [None]
+    assert saved["points"] == 4 + 3  # one point per (model, explainer) cell
