@@ -234,6 +234,11 @@ def _check_protocols(runs: Sequence[RunFolder], *, allow_mixed: bool) -> list[st
     return mismatches
 
 
+def _row_records(group: Sequence[RunFolder]) -> pd.DataFrame:
+    """The records of one (data set, model) row, from all its run folders."""
+    return pd.concat([run.records for run in group], ignore_index=True)
+
+
 def _group(runs: Sequence[RunFolder]) -> dict[tuple[str, str], list[RunFolder]]:
     """Runs by (data set, model); an explainer may come from one run of its row only."""
     groups: dict[tuple[str, str], list[RunFolder]] = {}
@@ -384,7 +389,7 @@ def report_table(runs: Sequence[RunFolder], *, mixed: bool) -> tuple[pd.DataFram
     rows = []
     pair_frames = []
     for (dataset, model), group in _group(runs).items():
-        records = pd.concat([run.records for run in group], ignore_index=True)
+        records = _row_records(group)
         summary = pd.concat([run.summary for run in group])
         explainers = [str(label) for label in summary.index]
         pairs = pair_comparisons(
@@ -465,8 +470,7 @@ def singleton_rows(runs: Sequence[RunFolder]) -> dict[tuple[str, str], dict[str,
     """
     weak = {}
     for key, group in _group(runs).items():
-        records = pd.concat([run.records for run in group], ignore_index=True)
-        counts = per_class_singletons(records)
+        counts = per_class_singletons(_row_records(group))
         weak[key] = {metric: pair for metric, pair in counts.items() if mostly_singletons(*pair)}
     return weak
 
@@ -592,10 +596,9 @@ def write_figure(table: pd.DataFrame, path: Path) -> Path | None:
         plt.Line2D([], [], color="0.4", marker=marker, linestyle="", label=name)
         for name, marker in markers.items()
     ]
-    explainer_legend = figure.legend(
+    figure.legend(
         handles=explainer_handles, title="explainer", loc="upper left", bbox_to_anchor=(1.0, 0.95)
     )
-    figure.add_artist(explainer_legend)
     figure.legend(
         handles=model_handles, title="model", loc="lower left", bbox_to_anchor=(1.0, 0.05)
     )
