@@ -4,7 +4,7 @@
 >>> maps = sidu.sidu(model, "layer4", images)  # doctest: +SKIP
 """
 
-from sidu.backends import BACKENDS, ForwardBackend, onnxruntime_available, resolve_backend
+from sidu.backends import BACKENDS, ForwardBackend, resolve_backend
 from sidu.capability import has_native_support, slow_dtype_reason
 from sidu.core import SIDUResult
 from sidu.engine import MaskSource, TensorMasks, masked_forward
@@ -24,7 +24,6 @@ __all__ = [
     "load_torch_backbone",
     "load_torch_model_by_string",
     "masked_forward",
-    "onnxruntime_available",
     "resize_reflect",
     "resolve_backend",
     "sidu",

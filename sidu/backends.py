@@ -46,7 +46,6 @@ __all__ = [
     "LOGIT_TOLERANCE",
     "ForwardBackend",
     "check_backend",
-    "onnxruntime_available",
     "resolve_backend",
     "torch_threads_for",
 ]
@@ -116,11 +115,6 @@ def check_backend(backend: object) -> str:
     return backend
 
 
-def onnxruntime_available() -> bool:
-    """Return whether ``onnxruntime`` and ``onnx`` (which the export needs) can be imported."""
-    return _missing_package() is None
-
-
 def _missing_package() -> str | None:
     """Return the first of :data:`_PACKAGES` that cannot be imported, or ``None``."""
     for package in _PACKAGES:
@@ -134,7 +128,7 @@ def _missing_package() -> str | None:
 def resolve_backend(
     model: nn.Module,
     example: torch.Tensor,
-    backend: str = "torch",
+    backend: str | ForwardBackend = "torch",
     *,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
@@ -149,7 +143,8 @@ def resolve_backend(
         model: the classifier; must return one tensor (the logits).
         example: clean inputs ``[B, C, H, W]`` like those the forwards will see; the export check
             compares ONNX Runtime's logits on them with torch's.
-        backend: ``"torch"``, ``"onnxruntime"`` or ``"auto"`` (see the module docstring).
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"auto"`` (see the module docstring), or a
+            :class:`ForwardBackend` already resolved for ``model``, returned as it is.
         dtype: the autocast dtype of the forwards (``torch.bfloat16``/``torch.float16``), if any.
         channels_last: whether the forwards feed channels-last batches.
 
@@ -168,6 +163,8 @@ def resolve_backend(
         'torch'
 
     """
+    if isinstance(backend, ForwardBackend):
+        return backend
     check_backend(backend)
     if backend == "torch":
         return ForwardBackend("torch", "torch", None, 0.0, model)

@@ -18,6 +18,8 @@ import re
 
 import torch
 
+from sidu.precision import dtype_name
+
 __all__ = ["has_native_support", "slow_dtype_reason", "warn_if_slow_dtype"]
 
 logger = logging.getLogger(__name__)
@@ -57,10 +59,6 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset(flag.lower() for line in lines for flag in line.split())
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 def slow_dtype_reason(dtype: torch.dtype | None, device: str | torch.device = "cpu") -> str | None:
     """Explain why ``dtype`` forward passes on ``device`` are emulated (slow); ``None`` if not.
 
@@ -80,7 +78,7 @@ def slow_dtype_reason(dtype: torch.dtype | None, device: str | torch.device = "c
     if dtype not in NATIVE_CPU_FEATURES:
         return None
     kind = torch.device(device).type
-    name = _dtype_name(dtype)
+    name = dtype_name(dtype)
     if kind == "cpu":
         wanted = NATIVE_CPU_FEATURES[dtype]
         if any(feature in _cpu_flags() for feature in wanted):
@@ -127,4 +125,4 @@ def warn_if_slow_dtype(dtype: torch.dtype | None, device: str | torch.device) ->
     if reason is None or key in _WARNED:
         return
     _WARNED.add(key)
-    logger.warning("%s forward passes requested: %s", _dtype_name(dtype), reason)
+    logger.warning("%s forward passes requested: %s", dtype_name(dtype), reason)

@@ -1,9 +1,44 @@
-"""Capture the output of one layer during a forward pass."""
+"""Capture the output of one layer during a forward pass; hooks that live for one block."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+
 import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def forward_hooks(
+    modules: Iterable[nn.Module], hook: Callable[..., None], *, pre: bool = False
+) -> Iterator[None]:
+    """Register ``hook`` on every module for the duration of the block, removed on exit.
+
+    Args:
+        modules: the modules to hook.
+        hook: a forward hook ``hook(module, inputs, output)``, or with ``pre`` a forward pre-hook
+            ``hook(module, inputs)``.
+        pre: register forward pre-hooks instead of forward hooks.
+
+    Example:
+        >>> seen = []
+        >>> net = nn.Sequential(nn.Identity(), nn.ReLU())
+        >>> with forward_hooks(net.children(), lambda m, _i, _o: seen.append(type(m).__name__)):
+        ...     _ = net(torch.zeros(1))
+        >>> seen
+        ['Identity', 'ReLU']
+
+    """
+    handles = [
+        module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook)
+        for module in modules
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class ActivationCapture:

@@ -2,8 +2,9 @@
 
 Every perturbation forward in the project (SIDU's, Score-CAM's and RISE's masked images in
 :func:`sidu.engine.masked_forward`, insertion/deletion's perturbed images) runs in chunks of
-``budget // bytes_per_image`` images, capped. This module holds the CUDA side of that rule, shared
-by both:
+``budget // bytes_per_image`` images, capped, sized by one function,
+:func:`sidu.engine.auto_batch_size` (insertion/deletion adds the two input-sized sources of each
+perturbed image to its bytes per image). This module holds the CUDA side of that rule:
 
 * **bytes per image** (:func:`probe_bytes_per_image`): the increase of the forward pass's peak
   allocation from a one-image batch to a two-image batch. Costs that do not grow with the batch
@@ -15,18 +16,21 @@ by both:
   (``torch.cuda.mem_get_info``), read when a call sizes its chunks;
 * **cap** :data:`CUDA_MAX_BATCH`: beyond it bigger batches no longer speed up forward passes.
 
-On the CPU each caller keeps its own cheap estimate and fixed budget (the engine: input plus three
-leaf outputs within 128 MiB; insertion/deletion: 16 input sizes within 96 MiB): CPU throughput peaks
-at small, cache-sized batches, and those sizes were tuned on the project's machines.
+On the CPU the estimate is cheap (:func:`sidu.engine.estimate_bytes_per_image`: the input plus
+three times the largest leaf module output of a one-image pass) and the budget fixed (128 MiB, at
+most 256 images): CPU throughput peaks at small, cache-sized batches.
 """
 
 from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from sidu.capture import forward_hooks
 
 __all__ = [
     "CUDA_BUDGET_FRACTION",
@@ -37,6 +41,7 @@ __all__ = [
     "cuda_memory_budget",
     "memory_kind",
     "probe_bytes_per_image",
+    "remembered_bytes_per_image",
 ]
 
 CUDA_BUDGET_FRACTION = 0.5
@@ -131,10 +136,21 @@ def probe_bytes_per_image(model: nn.Module, images: torch.Tensor) -> int:
         Bytes per image, at least 1.
 
     """
-    key = _probe_key(model, images)
+    return remembered_bytes_per_image(model, images, _measure_bytes_per_image)
+
+
+def remembered_bytes_per_image(
+    model: nn.Module, images: torch.Tensor, measure: Callable[[nn.Module, torch.Tensor], int]
+) -> int:
+    """``measure(model, images[:1])``, computed once per model (held weakly) and input signature.
+
+    The signature (:func:`_probe_key`) is what a forward pass's memory depends on besides the
+    weights, so an estimate that costs a forward pass is not repeated on every call.
+    """
+    key = (_probe_key(model, images), measure)
     known = _PROBED.setdefault(model, {})
     if key not in known:
-        known[key] = _measure_bytes_per_image(model, images[:1])
+        known[key] = measure(model, images[:1])
     return known[key]
 
 
@@ -189,15 +205,11 @@ def _probe_peak(model: nn.Module, image: torch.Tensor, size: int) -> int:
         nonlocal highest
         highest = max(highest, _allocated(device))
 
-    handles = [module.register_forward_hook(sample) for module in model.modules()]
-    try:
+    with forward_hooks(model.modules(), sample):
         batch = image.expand(size, *image.shape[1:]).contiguous()
         sample()
         _forward(model, batch)
         del batch
-    finally:
-        for handle in handles:
-            handle.remove()
     torch.cuda.synchronize(device)
     return highest - start
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from sidu.backends import ForwardBackend, check_backend, resolve_backend
-from sidu.engine import auto_batch_size, masked_forward
+from sidu.engine import masked_forward
 from sidu.precision import check_dtype, check_precision
 from sidu.resize import interpolation_matrix, resize_reflect
 from sidu.validation import check_batch_size
@@ -207,9 +207,6 @@ def run_sidu(
     mask_dtype = images.dtype
     prepared = [_distinct_masks(binary[b], options.deduplicate) for b in range(batch)]
     source = _ResizedBinaryMasks([d.to(mask_dtype) for d, _, _ in prepared], size)
-    batch_size = options.batch_size or auto_batch_size(
-        model, images, memory_budget=options.memory_budget, dtype=options.dtype
-    )
     backend = resolve_backend(
         model, images, options.backend, dtype=options.dtype, channels_last=options.channels_last
     )
@@ -218,7 +215,8 @@ def run_sidu(
         images,
         source,
         transform=lambda out, _owner: output_vectors(out),
-        batch_size=batch_size,
+        batch_size=options.batch_size,
+        memory_budget=options.memory_budget,
         dtype=options.dtype,
         channels_last=options.channels_last,
         backend=backend,
@@ -226,23 +224,20 @@ def run_sidu(
         validate_args=False,
     )
 
-    num_masks = binary.shape[1]
-    rows = []
-    for b, (_, inverse, counts) in enumerate(prepared):
-        target = None if classes is None else int(classes[b])
-        rows.append(
-            mask_weights(
-                reference[b],
-                masked[b],
-                counts,
-                inverse,
-                target=target,
-                kernel_width=options.kernel_width,
-            )
+    rows = [
+        mask_weights(
+            reference[b],
+            masked[b],
+            counts,
+            inverse,
+            target=None if classes is None else int(classes[b]),
+            kernel_width=options.kernel_width,
         )
+        for b, (_, inverse, counts) in enumerate(prepared)
+    ]
     similarity, uniqueness, weights = (torch.stack(parts) for parts in zip(*rows, strict=True))
     small = torch.einsum("bk,bkhw->bhw", weights, binary.to(torch.float64))
-    small = small / num_masks / MASK_PROBABILITY
+    small = small / binary.shape[1] / MASK_PROBABILITY
     out_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     saliency = resize_reflect(small, size).to(out_dtype)
 

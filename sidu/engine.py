@@ -20,12 +20,14 @@ from torch import nn
 
 from sidu.backends import ForwardBackend, resolve_backend, torch_threads_for
 from sidu.capability import warn_if_slow_dtype
+from sidu.capture import forward_hooks
 from sidu.chunking import (
     CUDA_MAX_BATCH,
     batch_size_for,
     cuda_memory_budget,
     memory_kind,
     probe_bytes_per_image,
+    remembered_bytes_per_image,
 )
 from sidu.precision import autocast, fp32_precision
 from sidu.validation import check_batch_size, check_images, check_model_device
@@ -37,6 +39,7 @@ __all__ = [
     "estimate_bytes_per_image",
     "forward_context",
     "masked_forward",
+    "synchronize",
 ]
 
 OutputTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -128,7 +131,8 @@ def estimate_bytes_per_image(model: nn.Module, image: torch.Tensor) -> int:
     casts under autocast cancel, and the device-wide peak counter is left alone). Elsewhere the
     estimate is the input plus three times the largest output of any leaf module (a layer's
     input, its output and one skip connection alive at once), read from forward hooks during a
-    one-image pass.
+    one-image pass. Either estimate is made once per model and input signature
+    (:func:`sidu.chunking.remembered_bytes_per_image`).
 
     Args:
         model: the network, in the mode it will be run in.
@@ -140,7 +144,11 @@ def estimate_bytes_per_image(model: nn.Module, image: torch.Tensor) -> int:
     """
     if memory_kind(image.device) == "cuda":
         return probe_bytes_per_image(model, image)
+    return remembered_bytes_per_image(model, image, _largest_leaf_output_estimate)
 
+
+def _largest_leaf_output_estimate(model: nn.Module, image: torch.Tensor) -> int:
+    """The input plus three times the largest leaf output of a one-image forward pass."""
     largest = 0
 
     def record(_module: nn.Module, _inputs: object, output: object) -> None:
@@ -149,13 +157,8 @@ def estimate_bytes_per_image(model: nn.Module, image: torch.Tensor) -> int:
             largest = max(largest, output.numel() * output.element_size())
 
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    handles = [leaf.register_forward_hook(record) for leaf in leaves]
-    try:
-        with torch.inference_mode():
-            model(image)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with forward_hooks(leaves, record), torch.inference_mode():
+        model(image)
     return max(1, image.numel() * image.element_size() + 3 * largest)
 
 
@@ -165,8 +168,13 @@ def auto_batch_size(
     *,
     memory_budget: int | None = None,
     dtype: torch.dtype | None = None,
+    extra_bytes_per_image: int = 0,
 ) -> int:
-    """Choose how many masked images to forward at once so that a chunk fits ``memory_budget``.
+    """Choose how many perturbed images to forward at once so that a chunk fits ``memory_budget``.
+
+    The one chunking policy of every perturbation forward (the masked images of SIDU, Score-CAM
+    and RISE, insertion/deletion's perturbed images): per image the forward pass's cost
+    (:func:`estimate_bytes_per_image`) plus ``extra_bytes_per_image``, within the budget.
 
     Args:
         model: the network.
@@ -175,6 +183,8 @@ def auto_batch_size(
             :data:`sidu.chunking.CUDA_BUDGET_FRACTION` of the free device memory, elsewhere
             128 MiB.
         dtype: the autocast dtype the forward passes will use, if any.
+        extra_bytes_per_image: what each image of a chunk holds besides its forward pass (the
+            sources insertion/deletion gathers a perturbed image from).
 
     Returns:
         A batch size between 1 and 512 (CUDA) or 256 (elsewhere).
@@ -182,7 +192,7 @@ def auto_batch_size(
     """
     kind = memory_kind(images.device)
     with forward_context(images.device, dtype):
-        per_image = estimate_bytes_per_image(model, images[:1])
+        per_image = estimate_bytes_per_image(model, images[:1]) + extra_bytes_per_image
     if memory_budget is not None:
         budget = int(memory_budget)
     elif kind == "cuda":
@@ -197,6 +207,12 @@ def forward_context(device: torch.device, dtype: torch.dtype | None) -> Iterator
     """Inference mode, plus autocast when ``dtype`` is a reduced precision (bf16/fp16)."""
     with torch.inference_mode(), autocast(device, dtype):
         yield
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def masked_forward(
@@ -265,10 +281,7 @@ def masked_forward(
         raise TypeError(f"masks must be a torch.Tensor or a MaskSource, got {type(masks).__name__}")
     check_batch_size(batch_size)
     with fp32_precision(precision):
-        if not isinstance(backend, ForwardBackend):
-            backend = resolve_backend(
-                model, images, backend, dtype=dtype, channels_last=channels_last
-            )
+        backend = resolve_backend(model, images, backend, dtype=dtype, channels_last=channels_last)
         warn_if_slow_dtype(dtype, images.device)
         if batch_size is None:
             batch_size = auto_batch_size(model, images, memory_budget=memory_budget, dtype=dtype)
@@ -296,19 +309,15 @@ def _forward_chunks(
             if channels_last and forward.name == "torch":
                 batch = batch.contiguous(memory_format=torch.channels_last)
             result = forward(batch)
+            sizes = [piece.stop - piece.start for piece in chunk]
             if transform is not None:
-                owner = torch.cat(
-                    [
-                        torch.full((p.stop - p.start,), p.image_index, device=batch.device)
-                        for p in chunk
-                    ]
-                )
-                result = transform(result, owner)
-            offset = 0
-            for piece in chunk:
-                size = piece.stop - piece.start
-                outputs[piece.image_index].append(result[offset : offset + size])
-                offset += size
+                owner = [
+                    torch.full((n,), p.image_index, device=batch.device)
+                    for p, n in zip(chunk, sizes, strict=True)
+                ]
+                result = transform(result, torch.cat(owner))
+            for piece, part in zip(chunk, result.split(sizes), strict=True):
+                outputs[piece.image_index].append(part)
             if progress is not None:
                 progress(batch.shape[0])
     return [_concat(parts, images, transform) for parts in outputs]

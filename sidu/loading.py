@@ -9,23 +9,28 @@ import os
 import torch
 import torchvision
 from torch import nn
+from torchvision.models import WeightsEnum
 
-__all__ = ["load_torch_backbone", "load_torch_model_by_string", "weights_names"]
-
-
-@functools.lru_cache(maxsize=1)
-def _weights_index() -> dict[str, tuple[str, object]]:
-    """Map every torchvision classification weights name to ``(builder name, weights enum)``."""
-    index: dict[str, tuple[str, object]] = {}
-    for builder in torchvision.models.list_models(module=torchvision.models):
-        for weights in torchvision.models.get_model_weights(builder):
-            index[f"{type(weights).__name__}.{weights.name}"] = (builder, weights)
-    return index
+__all__ = ["load_torch_backbone", "load_torch_model_by_string", "weights_index"]
 
 
-def weights_names() -> list[str]:
-    """Return every torchvision classification weights name (``ResNet18_Weights.IMAGENET1K_V1``)."""
-    return sorted(_weights_index())
+@functools.cache
+def weights_index() -> dict[str, tuple[str, WeightsEnum]]:
+    """Map every torchvision classification weights name to ``(builder name, weights)``.
+
+    Aliases (``ResNet50_Weights.DEFAULT``) are names too; so are feature-extractor weights
+    without a classifier (``VGG16_Weights.IMAGENET1K_FEATURES``), which serve as backbones.
+
+    Example:
+        >>> weights_index()["ResNet50_Weights.DEFAULT"][0]
+        'resnet50'
+    """
+    return {
+        f"{enum.__name__}.{member}": (builder, weights)
+        for builder in torchvision.models.list_models(module=torchvision.models)
+        for enum in [torchvision.models.get_model_weights(builder)]
+        for member, weights in enum.__members__.items()
+    }
 
 
 def load_torch_model_by_string(name: str) -> nn.Module:
@@ -34,7 +39,8 @@ def load_torch_model_by_string(name: str) -> nn.Module:
     Weights come from torchvision's cache (``$TORCH_HOME/hub/checkpoints``) or are downloaded.
 
     Args:
-        name: a weights name such as ``"ResNet50_Weights.IMAGENET1K_V2"``.
+        name: a weights name such as ``"ResNet50_Weights.IMAGENET1K_V2"`` (or an alias such as
+            ``"ResNet50_Weights.DEFAULT"``).
 
     Returns:
         The model on the CPU, in eval mode.
@@ -44,7 +50,7 @@ def load_torch_model_by_string(name: str) -> nn.Module:
         RuntimeError: the weights are neither cached nor downloadable.
 
     """
-    index = _weights_index()
+    index = weights_index()
     if name not in index:
         close = difflib.get_close_matches(str(name), list(index), n=5, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -70,7 +70,7 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from sidu.precision import DTYPES
-    from sidu_bench.runner import METRICS
+    from sidu_bench.metrics import list_metrics
     from sidu_bench.runner.config import Target
 
     parser = argparse.ArgumentParser(
@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", help="local checkpoint (single model only)")
     evaluate.add_argument("--layer", help="explained layer (single model only)")
     evaluate.add_argument("--explainers", default=DEFAULT_EXPLAINERS, help="name[:key=value,...]")
-    evaluate.add_argument("--metrics", default=",".join(METRICS), help="comma-separated metrics")
+    evaluate.add_argument(
+        "--metrics", default=",".join(list_metrics()), help="comma-separated metrics"
+    )
     evaluate.add_argument("--target", choices=get_args(Target), default="pred")
     evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     evaluate.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
@@ -130,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_option(listing)
 
     summarise = commands.add_parser(
-        "summarise", help="rebuild summary.csv/.md (and figures) of run folders from records.csv"
+        "summarise", help="rebuild the summary (and figures) of run folders from their records"
     )
     summarise.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     _add_import_option(summarise)
@@ -150,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_import_option(compare)
 
-    plot = commands.add_parser("plot", help="draw a run folder's figures from its stored items")
+    plot = commands.add_parser("plot", help="draw a finished run folder's figures from its items")
     plot.add_argument("run_dir", type=Path)
 
     report = commands.add_parser("report", help="cross tables of finished run folders")
@@ -246,16 +248,13 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 def _check_dtype_speed(dtype: str, device: str, *, allowed: bool) -> None:
     """Refuse bf16/fp16 on a CPU without native support unless ``--allow-slow-dtype``."""
-    import torch
-
     from sidu.capability import slow_dtype_reason
     from sidu.precision import parse_dtype
+    from sidu_bench.devices import resolve_device
 
     if dtype == "float32" or allowed:
         return
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    reason = slow_dtype_reason(parse_dtype(dtype), device)
+    reason = slow_dtype_reason(parse_dtype(dtype), resolve_device(device))
     if reason is not None:
         raise ValueError(
             f"--dtype {dtype}: {reason}; use --dtype float32 (with --backend auto, the fastest "
@@ -264,7 +263,7 @@ def _check_dtype_speed(dtype: str, device: str, *, allowed: bool) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from sidu_bench.runner import RunConfig, evaluate
+    from sidu_bench.runner import RunConfig, RunFolder, evaluate
     from sidu_bench.runner.distributed import process_group, rank_and_world
 
     _load_plugins(args)
@@ -296,7 +295,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                     allow_model_mismatch=args.allow_model_mismatch,
                 )
                 if outcome.summary is not None and rank_and_world()[0] == 0:
-                    print((outcome.run_dir / "summary.md").read_text(encoding="utf-8"))
+                    print(RunFolder(outcome.run_dir).summary_markdown())
                     print(f"results written to {outcome.run_dir}")
     return 0
 
@@ -304,20 +303,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from sidu_bench.data import list_datasets
     from sidu_bench.explainers import list_explainers
+    from sidu_bench.metrics import list_metrics
     from sidu_bench.models import list_models
-    from sidu_bench.runner import METRICS
 
     _load_plugins(args)
     print("data sets:  " + ", ".join(list_datasets()))
     print("models:     " + ", ".join(list_models(include_torchvision=False)))
     print("            + any torchvision weights name, e.g. ResNet50_Weights.IMAGENET1K_V2")
     print("explainers: " + ", ".join(list_explainers()))
-    print("metrics:    " + ", ".join(METRICS))
+    print("metrics:    " + ", ".join(list_metrics()))
     return 0
 
 
 def _summarise(args: argparse.Namespace) -> int:
-    from sidu_bench.runner.summarise_run import summarise_run
+    from sidu_bench.runner.summarise import summarise_run
 
     _load_plugins(args)
     for run_dir in args.run_dirs:
@@ -338,7 +337,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from sidu_bench.runner.plot import plot_run
+    from sidu_bench.runner.figures import plot_run
 
     for path in plot_run(args.run_dir):
         print(path)

@@ -20,10 +20,10 @@ import pandas as pd
 
 from sidu_bench.io import read_json
 from sidu_bench.metrics import summary_statistics
+from sidu_bench.runner.folder import RunFolder
 
-SUMMARY_FILE = "summary.csv"
 DEFAULT_TOLERANCE = 1e-6
-"""Repeatability of AUCs across batching (DESIGN.md, protocol item 12)."""
+"""Repeatability of AUCs across batching (docs/protocol.md, item 12)."""
 TOLERANCES_KEY = "tolerances"
 """The key of a tolerance file's ``{metric: value}`` object (see ``results/gates/``)."""
 
@@ -53,25 +53,18 @@ def gated_metrics() -> list[str]:
 def parse_tolerances(text: str | None) -> dict[str, float]:
     """Parse ``METRIC=VALUE[,METRIC=VALUE]`` into a dict, checking names and values."""
     tolerances: dict[str, float] = {}
-    if not text:
-        return tolerances
-    names = gated_metrics()
-    for part in text.split(","):
+    for part in text.split(",") if text else ():
         name, sep, value = part.partition("=")
-        name = name.strip()
-        if not sep or name not in names:
-            raise ValueError(
-                f"--tolerance entry {part!r} must be METRIC=VALUE with METRIC one of "
-                f"{', '.join(names)}"
-            )
+        if not sep:
+            raise ValueError(f"--tolerance entry {part!r} must be METRIC=VALUE")
         try:
-            tolerances[name] = float(value)
+            number = float(value)
         except ValueError:
             raise ValueError(
-                f"--tolerance value for {name} must be a number, got {value!r}"
+                f"--tolerance entry {part!r}: the tolerance must be a number"
             ) from None
-        if not tolerances[name] >= 0:
-            raise ValueError(f"--tolerance value for {name} must be >= 0, got {value!r}")
+        name = name.strip()
+        tolerances[name] = _checked(name, number, f"--tolerance entry {part!r}")
     return tolerances
 
 
@@ -110,32 +103,22 @@ def load_tolerance_file(path: Path) -> dict[str, float]:
             f"tolerance file {path} must be a JSON object with a {TOLERANCES_KEY!r} object "
             "mapping metric names to numbers"
         )
-    tolerances: dict[str, float] = {}
+    return {
+        name: _checked(name, value, f"tolerance file {path}: entry {name!r}: {value!r}")
+        for name, value in content[TOLERANCES_KEY].items()
+    }
+
+
+def _checked(name: str, value: object, entry: str) -> float:
+    """``value`` as the tolerance of gated metric ``name``; errors start with ``entry``."""
     names = gated_metrics()
-    for name, value in content[TOLERANCES_KEY].items():
-        entry = f"tolerance file {path}: entry {name!r}: {value!r}"
-        if name not in names:
-            raise ValueError(f"{entry}: unknown metric, expected one of {', '.join(names)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{entry}: the tolerance must be a number")
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{entry}: the tolerance must be finite and >= 0")
-        tolerances[name] = float(value)
-    return tolerances
-
-
-def read_summary(run_dir: Path) -> pd.DataFrame:
-    """Read a run folder's ``summary.csv`` indexed by explainer, with a clear error if absent."""
-    path = Path(run_dir) / SUMMARY_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a finished run folder: {path} does not exist")
-    try:
-        table = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"corrupt {path}: {error}") from error
-    if "explainer" not in table.columns:
-        raise ValueError(f"corrupt {path}: no 'explainer' column")
-    return table.set_index("explainer")
+    if name not in names:
+        raise ValueError(f"{entry}: unknown metric, expected one of {', '.join(names)}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{entry}: the tolerance must be a number")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{entry}: the tolerance must be finite and >= 0")
+    return float(value)
 
 
 def compare_summaries(
@@ -200,5 +183,7 @@ def compare_runs(
     new_run: Path, baseline_run: Path, tolerances: dict[str, float]
 ) -> tuple[bool, str]:
     """Compare two run folders; return ``(passed, report)``."""
-    cells = compare_summaries(read_summary(new_run), read_summary(baseline_run), tolerances)
+    cells = compare_summaries(
+        RunFolder(new_run).summary(), RunFolder(baseline_run).summary(), tolerances
+    )
     return not any(cell.failed for cell in cells), format_comparison(cells)

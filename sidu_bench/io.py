@@ -21,6 +21,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "environment",
+    "installed_version",
     "read_json",
     "write_json",
 ]
@@ -83,6 +84,16 @@ def write_json(path: Path, content: object) -> None:
     atomic_write_text(path, json.dumps(content, indent=2, default=str) + "\n")
 
 
+def installed_version(package: str | None) -> str | None:
+    """The installed version of the distribution ``package`` (``None`` when not installed)."""
+    if package is None:
+        return None
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def environment(device: str) -> dict[str, object]:
     """Package versions, git commit, Python, platform, device name and CPU capability.
 
@@ -90,12 +101,7 @@ def environment(device: str) -> dict[str, object]:
         device: the device the numbers come from (``"cpu"``, ``"cuda:0"``, ...); a CUDA device
             is named by its GPU, the CPU by its model name.
     """
-    versions = {}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+    versions = {package: installed_version(package) for package in VERSIONED_PACKAGES}
     if device.startswith("cuda") and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name(torch.device(device))
     else:

@@ -35,6 +35,7 @@ from types import ModuleType
 
 from sidu_bench.explainers import Explainer, list_explainers, register_explainer
 from sidu_bench.explainers.options import option_fields
+from sidu_bench.io import installed_version
 
 __all__ = [
     "ENTRY_POINT_GROUPS",
@@ -115,7 +116,9 @@ def import_plugins(modules: Iterable[str]) -> list[Plugin]:
         key = ("import", "", name)
         if key not in _LOADED:
             package = _distribution(name)
-            plugin = Plugin("import", name, name, package=package, version=_version(package))
+            plugin = Plugin(
+                "import", name, name, package=package, version=installed_version(package)
+            )
             _import(plugin)
             _LOADED[key] = plugin
         loaded.append(_LOADED[key])
@@ -218,7 +221,7 @@ def provenance(explainer: Explainer) -> dict[str, object]:
         },
         "source": _source(cls.__module__),
         "package": package,
-        "version": _version(package),
+        "version": installed_version(package),
     }
     if package is None:
         path = inspect.getsourcefile(cls)
@@ -308,13 +311,3 @@ def _top_level_distributions() -> dict[str, list[str]]:
     return {
         top: list(dict.fromkeys(names)) for top, names in metadata.packages_distributions().items()
     }
-
-
-def _version(package: str | None) -> str | None:
-    """The installed version of ``package`` (``None`` when not installed)."""
-    if package is None:
-        return None
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None

@@ -1,6 +1,6 @@
 """Summary statistics of a run: means with seeded percentile-bootstrap 95 % CIs, and paired tests.
 
-Protocol (DESIGN.md, "Evaluation protocol" item 8): per metric the mean, a 95 % CI by seeded
+Protocol (docs/protocol.md, item 8): per metric the mean, a 95 % CI by seeded
 percentile bootstrap (1000 resamples; stratified by category for the per-class pointing-game
 mean) and n, the number of items actually scored. Comparisons between explainers are paired
 (the same items): the mean per-item difference with its paired bootstrap CI (the effect size),
@@ -123,7 +123,7 @@ def stratified_interval(
     """Percentile-bootstrap CI of the mean over groups of the per-group mean, stratified.
 
     The CI of TorchRay's per-class pointing-game score (its point estimate is
-    :func:`sidu_bench.metrics.localisation_summary`'s ``per_class_mean``). Each resample
+    :func:`sidu_bench.tables.statistics.per_class_mean`). Each resample
     redraws, within every group and in the given order, as many values as the group has, from
     one generator seeded with ``seed``, so every group keeps its weight ``1 / n_groups``. A
     group with a single value never varies under that scheme, so the CI would shrink to

@@ -217,7 +217,6 @@ def test_caller_autocast_keeps_auto_on_torch(ort):
 @pytest.mark.parametrize("missing", ["onnxruntime", "onnx"])
 def test_without_onnxruntime_auto_is_torch(monkeypatch, missing):
     monkeypatch.setitem(sys.modules, missing, None)
-    assert not sidu.onnxruntime_available()
     model, images = _model(24), _images(25)
     explainer = sidu.SIDU(model, "3", backend="auto")
     got = explainer(images)
@@ -263,6 +262,13 @@ def test_unknown_precision_is_an_error_naming_the_choices(bad):
         insertion_deletion(model, images, torch.rand(2, 16, 16), steps=4, precision=bad)
     with pytest.raises(ValueError, match=match):
         get_explainer("scorecam", model, "3", precision=bad)
+
+
+def test_a_resolved_backend_is_returned_as_it_is():
+    model, images = _model(33), _images(34)
+    resolved = resolve_backend(model, images, "torch")
+    assert resolve_backend(model, images, resolved) is resolved
+    assert (resolved.name, resolved.requested, resolved.reason) == ("torch", "torch", None)
 
 
 def test_feature_space_form_runs_on_torch():

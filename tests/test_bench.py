@@ -7,12 +7,14 @@ import sys
 import pandas as pd
 import pytest
 import torch
+import torchvision
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from sidu_bench.bench import (
     BENCH_COLUMNS,
     BENCH_MODELS,
     BenchConfig,
+    BenchModel,
     BenchRow,
     ForwardCounter,
     Measurement,
@@ -22,16 +24,12 @@ from sidu_bench.bench import (
     measure_here,
     method_call,
     peer_label,
-    read_bench_csv,
-    read_bench_rows,
-    resolve_bench_device,
     write_tables,
 )
 from sidu_bench.bench import run as bench_run
+from sidu_bench.bench.perf import Ceiling
 from sidu_bench.bench.run import _peer_skip_reason, pytorch_sidu_memory_estimate, run_bench
-from sidu_bench.bench.table import ADDED_COLUMNS
 from sidu_bench.cli import main
-from sidu_bench.perf import Ceiling
 
 
 def small_net():
@@ -132,6 +130,13 @@ def test_a_method_without_forwards_has_no_rate():
     assert math.isnan(center.ratio_to_ceiling)
 
 
+def read_rows(path) -> list[BenchRow]:
+    """A written ``bench-<device>.csv`` as rows (empty text cells as empty strings)."""
+    text = [field.name for field in dataclasses.fields(BenchRow) if field.type == "str"]
+    table = pd.read_csv(path, dtype=dict.fromkeys(text, str)).fillna(dict.fromkeys(text, ""))
+    return [BenchRow(**record) for record in table.to_dict("records")]
+
+
 def same_row(first: BenchRow, second: BenchRow) -> bool:
     """Field-by-field equality where NaN equals NaN."""
     return all(
@@ -163,7 +168,7 @@ def test_tables_round_trip_and_name_what_they_measured(tmp_path):
     config = BenchConfig(models=("m",), device="cpu")
     paths = write_tables(rows, tmp_path, config, {"m": ceiling})
     assert [path.name for path in paths] == ["bench-cpu.csv", "bench-cpu.md"]
-    table = read_bench_csv(paths[0])
+    table = pd.read_csv(paths[0])
     assert tuple(table.columns) == BENCH_COLUMNS
     assert {"backend", "precision", "ceiling_engine", "setup_seconds"} <= set(BENCH_COLUMNS)
     assert table["ratio_to_ceiling"].tolist()[:2] == [0.75, 0.1875]
@@ -173,7 +178,7 @@ def test_tables_round_trip_and_name_what_they_measured(tmp_path):
     assert table["ceiling_engine"].tolist() == ["onnxruntime"] * 3
     assert math.isnan(table["seconds_per_image"].tolist()[2])
     assert table["status"].tolist() == ["ok", "ok", "failed: boom"]
-    measured, torch_measured, failed = read_bench_rows(paths[0])
+    measured, torch_measured, failed = read_rows(paths[0])
     assert same_row(measured, rows[0]), "a measured row reads back equal"
     assert same_row(torch_measured, rows[1])
     assert (failed.explainer, failed.status, failed.peer) == ("rise:masks=8", "failed: boom", "")
@@ -193,32 +198,6 @@ def test_tables_round_trip_and_name_what_they_measured(tmp_path):
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
 
 
-def test_a_table_from_before_the_backend_columns_reads_back_with_defaults(tmp_path):
-    path = tmp_path / "bench-cpu.csv"
-    measured = row().with_measurement(Measurement("sidu", 2.0, 300.0, 50 * 2**20))
-    write_tables([measured], tmp_path, BenchConfig(models=("m",), device="cpu"))
-    pd.read_csv(path).drop(columns=list(ADDED_COLUMNS)).to_csv(path, index=False)
-    (old,) = read_bench_rows(path)
-    assert (old.backend, old.precision, old.ceiling_engine, old.backend_note) == (
-        "",
-        "ieee",
-        "",
-        "",
-    )
-    assert math.isnan(old.setup_seconds)
-    assert math.isnan(old.speedup_over_torch_backend)
-    assert old.ratio_to_ceiling == 0.75
-
-
-def test_read_bench_csv_names_a_missing_or_corrupt_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nothere\.csv"):
-        read_bench_csv(tmp_path / "nothere.csv")
-    bad = tmp_path / "bench-cpu.csv"
-    bad.write_text("model,explainer\nm,sidu\n")
-    with pytest.raises(ValueError, match=r"bench-cpu\.csv: missing columns \['input_size'"):
-        read_bench_csv(bad)
-
-
 def test_peer_labels_carry_the_work_reducing_option():
     assert peer_label("sidu") == "pytorch-sidu"
     assert peer_label("scorecam:max_channels=64") == "pytorch-grad-cam:scorecam:max_channels=64"
@@ -236,12 +215,22 @@ def test_pytorch_sidu_is_skipped_where_its_cdist_cannot_fit():
 
 def test_bench_models_build_with_their_input_size():
     case = build_case("synthetic_cnn", images=2)
+    assert case.model == BenchModel("synthetic_cnn", "features", 64, "packaged")
     assert tuple(case.images.shape) == (2, 3, 64, 64)
     assert torch.equal(case.images[0], case.images[1])
     assert torch.equal(case.images, build_case("synthetic_cnn", images=2).images), "seeded"
     with pytest.raises(ValueError, match="unknown bench model 'resnet81'"):
         build_case("resnet81")
     assert set(BENCH_MODELS) >= {"resnet18", "resnet50", "vgg19", "efficientnet_lite0"}
+
+
+def test_torchvision_bench_models_have_seeded_random_weights_and_the_model_s_layer():
+    case = build_case("resnet18")
+    assert case.model == BenchModel("resnet18", "layer4", 224, "random (seed 0)")
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None).state_dict()
+    assert all(torch.equal(case.module.state_dict()[k], v) for k, v in reference.items())
+    assert not case.module.training
 
 
 def test_the_counted_work_is_the_explainer_s_forwards():
@@ -265,13 +254,14 @@ def test_forwards_through_onnxruntime_are_counted_and_named():
     call.run()  # the set-up: the export traces the model and checks it on the clean image
     with counter.counting():
         call.run()
-    # the 16 masked images never reach the torch stem; the clean forward and the chunk probe do
-    assert (counter.count, counter.backend_count) == (18, 16)
+    # the 16 masked images never reach the torch stem; the clean forward does (the chunk-size
+    # estimate was made by the set-up call: once per model and input shape)
+    assert (counter.count, counter.backend_count) == (17, 16)
     assert counter.engine() == "onnxruntime"
     assert counter.fallback_reason() == ""
     with torch.inference_mode():
         case.module(case.images)
-    assert counter.count == 18, "nothing is counted outside the block"
+    assert counter.count == 17, "nothing is counted outside the block"
 
 
 def test_a_backend_that_falls_back_to_torch_is_named_with_the_reason():
@@ -301,10 +291,11 @@ def test_the_probe_warms_up_a_non_torch_backend_and_reports_its_set_up():
     request = ProbeRequest(model="synthetic_cnn", spec="rise:masks=8", backend="auto")
     there = measure(request)
     assert (there.backend, there.backend_note) == ("onnxruntime", "")
-    assert there.forwarded_per_image == 10
+    assert there.forwarded_per_image == 9, "8 masks and the clean image; sized at the warm-up"
     assert there.setup_seconds >= 0
     assert there.peak_memory_bytes > 0
     on_torch = measure(dataclasses.replace(request, backend="torch"))
+    # no warm-up: the timed first call also makes the one-image chunk-size estimate
     assert (on_torch.backend, on_torch.forwarded_per_image) == ("torch", 10)
     assert math.isnan(on_torch.setup_seconds), "no warm-up call for torch on the CPU"
     assert measure(ProbeRequest(model="synthetic_cnn", spec="center", backend="auto")).backend == ""
@@ -314,7 +305,7 @@ def test_without_onnxruntime_auto_measures_torch_and_says_why(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     request = ProbeRequest(model="synthetic_cnn", spec="rise:masks=8", backend="auto")
     here = measure_here(request)
-    assert (here.backend, here.forwarded_per_image) == ("torch", 10)
+    assert (here.backend, here.forwarded_per_image) == ("torch", 9)  # sized at the warm-up
     assert here.backend_note == "onnxruntime is not installed"
 
 
@@ -332,16 +323,16 @@ def fake_cuda(monkeypatch, count: int = 2) -> None:
 
 def test_bench_device_auto_is_cuda_when_available_and_cuda_n_is_checked(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_bench_device("auto") == "cpu"
     assert BenchConfig().device == "cpu"
-    with pytest.raises(ValueError, match="device cuda:1 asked for, but CUDA is not available"):
+    with pytest.raises(ValueError, match="device 'cuda:1' was requested but no CUDA device"):
         BenchConfig(device="cuda:1")
     fake_cuda(monkeypatch)
-    assert BenchConfig(device="auto").device == "cuda"
-    assert BenchConfig().device == "cuda"
+    assert BenchConfig(device="auto").device == "cuda:0"
+    assert BenchConfig().device == "cuda:0"
+    assert BenchConfig(device="cuda").device == "cuda:0"
     assert BenchConfig(device="cuda:1").device == "cuda:1"
     assert BenchConfig(device="cpu").device == "cpu"
-    with pytest.raises(ValueError, match="device cuda:2 asked for, but there are 2 CUDA devices"):
+    with pytest.raises(ValueError, match="device 'cuda:2': only 2 CUDA device"):
         BenchConfig(device="cuda:2")
     for bad in ("gpu", "cuda:x", "CPU", ""):
         with pytest.raises(
@@ -365,7 +356,7 @@ def test_bench_config_names_a_bad_backend_precision_or_dtype():
 
 def test_rows_say_the_precision_they_ran_at(monkeypatch):
     ceiling = Ceiling(100.0, 8, {8: 100.0}, engine="torch-channels-last")
-    model = BENCH_MODELS.get("resnet18")
+    model = BenchModel("resnet18", "layer4", 224, "random (seed 0)")
 
     def start(config, kind):
         return BenchRow.start(
@@ -463,7 +454,7 @@ def test_bench_command_writes_the_tables(tmp_path, capsys, quick_ceiling):
     table = pd.read_csv(tmp_path / "bench-cpu.csv")
     ours = table[table["kind"] == "ours"]
     assert ours["explainer"].tolist() == ["center", "rise:masks=8"]
-    assert ours["forwarded_per_image"].tolist() == [0, 10]  # 8 masks, clean, chunk probe
+    assert ours["forwarded_per_image"].tolist() == [0, 9]  # 8 masks, clean (sized at warm-up)
     assert (table["peak_memory_mb"] > 0).all()
     assert "tables written to" in capsys.readouterr().out
 

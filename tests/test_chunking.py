@@ -77,8 +77,7 @@ def fake_cuda(monkeypatch):
         "memory_stats",
     ):
         monkeypatch.setattr(torch.cuda, name, _forbidden(name))
-    for module in (engine, insertion_deletion_module):
-        monkeypatch.setattr(module, "memory_kind", lambda device: "cuda")
+    monkeypatch.setattr(engine, "memory_kind", lambda device: "cuda")  # insertion/deletion's too
     chunking._PROBED.clear()
     yield memory
     chunking._PROBED.clear()
@@ -255,9 +254,7 @@ def test_insertion_deletion_chunks_on_cuda(fake_cuda):
     # limit 9; 2 images x 20 steps = 40 forwards -> 5 chunks of 8
     assert insertion_deletion_module._chunk_size(images, None, total=40, model=model) == 8
     assert model.training, "the probe must restore the model's training flag"
-    assert not any(key[4] for key in chunking._PROBED[model]), "probed in eval mode"
-    with pytest.raises(ValueError, match="model is needed to size chunks on CUDA"):
-        insertion_deletion_module._chunk_size(images, None, total=40)
+    assert not any(key[0][4] for key in chunking._PROBED[model]), "probed in eval mode"
 
 
 def test_batch_size_for_against_a_plain_rule():

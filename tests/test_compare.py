@@ -62,12 +62,16 @@ def test_bad_tolerances_and_folders(tmp_path):
         "insertion_auc": 0.01,
         "deletion_auc": 0.02,
     }
-    with pytest.raises(ValueError, match="must be METRIC=VALUE with METRIC one of"):
+    with pytest.raises(ValueError, match=r"'accuracy=0\.1': unknown metric, expected one of"):
         parse_tolerances("accuracy=0.1")
+    with pytest.raises(ValueError, match="entry 'insertion_auc' must be METRIC=VALUE"):
+        parse_tolerances("insertion_auc")
     with pytest.raises(ValueError, match="must be a number"):
         parse_tolerances("insertion_auc=abc")
-    with pytest.raises(ValueError, match="must be >= 0"):
+    with pytest.raises(ValueError, match="must be finite and >= 0"):
         parse_tolerances("insertion_auc=-1")
+    with pytest.raises(ValueError, match="must be finite and >= 0"):
+        parse_tolerances("insertion_auc=inf")
     with pytest.raises(FileNotFoundError, match="is not a finished run folder"):
         compare_runs(tmp_path / "nothing", tmp_path / "nothing", {})
     (tmp_path / "bad").mkdir()

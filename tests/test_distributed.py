@@ -22,36 +22,16 @@ import pytest
 import torch
 
 from sidu_bench.cli import main
-from sidu_bench.runner import distributed
+from sidu_bench.runner import RunFolder, distributed
 from sidu_bench.runner.distributed import (
-    MARKER_DIR,
     RANK_WAIT_ENV,
     TIMEOUT_ENV,
     finish_rank,
     process_group,
-    process_group_backend,
 )
+from sidu_bench.runner.folder import RANKS_FOLDER
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.mark.parametrize(
-    ("device", "cuda_available", "expected"),
-    [
-        ("cuda", True, "nccl"),
-        ("cuda:1", True, "nccl"),
-        ("cuda:0", True, "nccl"),
-        ("auto", True, "nccl"),
-        ("auto", False, "gloo"),
-        ("cpu", True, "gloo"),
-        ("cpu", False, "gloo"),
-        (torch.device("cuda", 1), True, "nccl"),
-        (torch.device("cpu"), True, "gloo"),
-    ],
-)
-def test_backend_choice(monkeypatch, device, cuda_available, expected):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_available)
-    assert process_group_backend(device) == expected
 
 
 class FakeDist:
@@ -104,11 +84,32 @@ def fake_dist(monkeypatch):
 
 
 @pytest.mark.parametrize(
+    ("device", "cuda_available", "expected"),
+    [
+        ("cuda", True, "nccl"),
+        ("cuda:1", True, "nccl"),
+        ("auto", True, "nccl"),
+        ("auto", False, "gloo"),
+        ("cpu", True, "gloo"),
+        ("cpu", False, "gloo"),
+    ],
+)
+def test_backend_choice(monkeypatch, fake_dist, device, cuda_available, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: None)
+    with process_group(device):
+        pass
+    assert fake_dist.calls[0][1]["backend"] == expected
+
+
+@pytest.mark.parametrize(
     ("device", "local_rank", "expected_index"),
     [("cuda", "1", 1), ("auto", "1", 1), ("cuda:3", "1", 3), ("cuda:0", "1", 0)],
 )
 def test_nccl_group_on_this_ranks_gpu(monkeypatch, fake_dist, device, local_rank, expected_index):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     current = []
     monkeypatch.setattr(torch.cuda, "set_device", current.append)
     monkeypatch.setenv("LOCAL_RANK", local_rank)
@@ -168,18 +169,18 @@ def test_rank_0_waits_for_the_other_ranks_marker_without_a_collective(
 
     def rank_1_finishes_later():
         time.sleep(0.4)
-        (tmp_path / MARKER_DIR / "rank-1.done").write_text(stamp)
+        (tmp_path / RANKS_FOLDER / "rank-1.done").write_text(stamp)
 
-    (tmp_path / MARKER_DIR).mkdir()
-    (tmp_path / MARKER_DIR / "rank-1.done").write_text("old-session:1")  # a stale marker
+    (tmp_path / RANKS_FOLDER).mkdir()
+    (tmp_path / RANKS_FOLDER / "rank-1.done").write_text("old-session:1")  # a stale marker
     writer = threading.Thread(target=rank_1_finishes_later)
     start = time.monotonic()
     writer.start()
-    finish_rank(tmp_path)
+    finish_rank(RunFolder(tmp_path))
     writer.join()
     assert time.monotonic() - start >= 0.4, "the stale marker must not count"
     assert fake_dist.calls == calls_before, "no collective at the end of a run"
-    assert not (tmp_path / MARKER_DIR).exists(), "rank 0 removes the markers"
+    assert not (tmp_path / RANKS_FOLDER).exists(), "rank 0 removes the markers"
 
 
 def test_rank_0_gives_up_after_the_wait_limit(monkeypatch, fake_dist, tmp_path):
@@ -188,21 +189,21 @@ def test_rank_0_gives_up_after_the_wait_limit(monkeypatch, fake_dist, tmp_path):
     _joined(fake_dist)
     expected = rf"rank\(s\) 1 did not finish .* 0.3 s \({RANK_WAIT_ENV}\)"
     with pytest.raises(TimeoutError, match=expected):
-        finish_rank(tmp_path)
+        finish_rank(RunFolder(tmp_path))
 
 
 def test_other_ranks_only_write_their_marker(fake_dist, tmp_path):
     fake_dist.rank = 1
     _joined(fake_dist)
-    finish_rank(tmp_path)
-    finish_rank(tmp_path)
+    finish_rank(RunFolder(tmp_path))
+    finish_rank(RunFolder(tmp_path))
     token = distributed._SESSION.token
-    assert (tmp_path / MARKER_DIR / "rank-1.done").read_text() == f"{token}:2"
+    assert (tmp_path / RANKS_FOLDER / "rank-1.done").read_text() == f"{token}:2"
 
 
 def test_nothing_to_do_when_not_distributed(tmp_path):
-    finish_rank(tmp_path)
-    assert not (tmp_path / MARKER_DIR).exists()
+    finish_rank(RunFolder(tmp_path))
+    assert not (tmp_path / RANKS_FOLDER).exists()
 
 
 WORKER = textwrap.dedent(
@@ -286,4 +287,4 @@ def test_merge_survives_a_rank_finishing_long_before_the_other(tmp_path):
         records.drop(columns=["seconds", "metric_seconds"]),
     )
     assert (run_dir / "summary.csv").exists()
-    assert not (run_dir / MARKER_DIR).exists()
+    assert not (run_dir / RANKS_FOLDER).exists()

@@ -38,11 +38,23 @@ def test_check_choice_accepts_a_choice_and_names_the_parameter_otherwise():
     [("dtype", "int8"), ("target", "guess"), ("precision", "fp16"), ("backend", "openvino")],
 )
 def test_run_config_names_the_bad_field(field, value):
-    base = {"dataset": "synthetic", "model": "", "explainers": (), "metrics": (), "layer": ""}
+    base = {
+        "dataset": "synthetic",
+        "model": "",
+        "explainers": ("sidu",),
+        "metrics": (),
+        "layer": "",
+    }
     expected = f"^{field} must be one of .*, got '{value}'$"
     with pytest.raises(ParameterError, match=expected) as error:
         RunConfig(**base, **{field: value})
     assert error.value.parameters == (field,)
+
+
+@pytest.mark.parametrize("explainers", [(), ("",), ("sidu", "")])
+def test_run_config_needs_an_explainer(explainers):
+    with pytest.raises(ParameterError, match=r"^explainers must name at least one explainer"):
+        RunConfig(dataset="synthetic", model="", explainers=explainers, metrics=(), layer="")
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from sidu_bench.bench import BenchRow, check_speed, read_bench_rows, read_gate_file
+from sidu_bench.bench import BenchRow, check_speed, read_gate_file
 from sidu_bench.bench.gate import format_gate
 
 GATE_FILE = Path(__file__).resolve().parents[1] / "results" / "gates" / "speed.json"
@@ -19,10 +20,19 @@ GATE_FILE = Path(__file__).resolve().parents[1] / "results" / "gates" / "speed.j
 BENCH_TABLE = GATE_FILE.parents[1] / "bench-cpu.csv"
 
 
+def committed_rows() -> list[BenchRow]:
+    """The rows of ``results/bench-cpu.csv`` (empty text cells as empty strings)."""
+    text = [field.name for field in dataclasses.fields(BenchRow) if field.type == "str"]
+    table = pd.read_csv(BENCH_TABLE, dtype=dict.fromkeys(text, str))
+    return [
+        BenchRow(**record) for record in table.fillna(dict.fromkeys(text, "")).to_dict("records")
+    ]
+
+
 def measured_rows(slowdown: float = 1.0, memory_growth: float = 1.0) -> list[BenchRow]:
     """The committed ResNet-18 rows of ``results/bench-cpu.csv`` (ours and pytorch-sidu), with
     our time multiplied by ``slowdown`` and our peak memory by ``memory_growth``."""
-    rows = {(row.model, row.explainer, row.kind): row for row in read_bench_rows(BENCH_TABLE)}
+    rows = {(row.model, row.explainer, row.kind): row for row in committed_rows()}
     ours, peer = rows[("resnet18", "sidu", "ours")], rows[("resnet18", "pytorch-sidu", "peer")]
     slowed = dataclasses.replace(
         ours,

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from sidu_bench import io as sidu_io
-from sidu_bench.io import atomic_write_bytes, atomic_write_text, environment, read_json, write_json
+from sidu_bench.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    environment,
+    installed_version,
+    read_json,
+    write_json,
+)
 
 
 def test_atomic_write_creates_folders_and_replaces_the_file(tmp_path):
@@ -55,6 +62,12 @@ def test_read_json_names_the_kind_of_a_missing_or_invalid_file(tmp_path):
     (tmp_path / "latin.json").write_bytes(b"\xff")
     with pytest.raises(ValueError, match="is not valid JSON"):
         read_json(tmp_path / "latin.json", "file")
+
+
+def test_installed_version_is_none_for_a_missing_or_no_package():
+    assert torch.__version__.startswith(installed_version("torch"))
+    assert installed_version("no-such-distribution-xyz") is None
+    assert installed_version(None) is None
 
 
 def test_environment_records_versions_machine_and_commit():

@@ -5,7 +5,7 @@ Every module of ``sidu`` and ``sidu_bench`` is parsed with :mod:`ast`; every ``i
 too) is an arrow to the module it names (``from a.b import c`` names ``a.b.c`` when that is a
 module, else ``a.b``). The layers, lowest first::
 
-    sidu  <-  shared bottom modules  <-  metrics, data, models  <-  explainers, training
+    sidu  <-  shared bottom modules  <-  metrics, data, models  <-  explainers, tables, training
           <-  runner, plugins  <-  bench, report, compare  <-  cli
 
 A module may import its own layer or lower ones; metrics, data and models never import each
@@ -26,15 +26,15 @@ LAYERS = (
     ("sidu",),
     (
         "sidu_bench",
+        "sidu_bench.devices",
         "sidu_bench.domains",
         "sidu_bench.errors",
         "sidu_bench.io",
-        "sidu_bench.perf",
         "sidu_bench.registry",
         "sidu_bench.stats",
     ),
     ("sidu_bench.data", "sidu_bench.metrics", "sidu_bench.models"),
-    ("sidu_bench.explainers", "sidu_bench.training"),
+    ("sidu_bench.explainers", "sidu_bench.tables", "sidu_bench.training"),
     ("sidu_bench.plugins", "sidu_bench.runner"),
     ("sidu_bench.bench", "sidu_bench.compare", "sidu_bench.report"),
     ("sidu_bench.cli", "sidu_bench.__main__"),

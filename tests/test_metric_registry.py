@@ -4,6 +4,8 @@ registered in this file alone that flows through records, summary, compare and r
 import json
 import math
 import shutil
+import sys
+import textwrap
 from dataclasses import replace
 
 import pandas as pd
@@ -21,9 +23,9 @@ from sidu_bench.metrics.registry import (
     summary_statistics,
     unregister_metric,
 )
-from sidu_bench.report import ranked_metrics, report_metrics
-from sidu_bench.runner.storage import ItemStore
-from sidu_bench.runner.summary import compared_statistics, record_columns
+from sidu_bench.runner import RunConfig, RunFolder
+from sidu_bench.runner.folder import record_columns
+from sidu_bench.tables.statistics import compared_statistics, ranked_metrics, report_metrics
 
 RUN = "synthetic-synthetic_cnn"
 LABELS = ["center", "random"]
@@ -207,9 +209,9 @@ def test_a_registered_metric_reaches_records_summary_and_protocol(toy_run):
         "backend",
         "device",
     ]
-    store = ItemStore(toy_run)
+    store = RunFolder(toy_run)
     for row in records.itertuples():
-        stored_map = store.load(row.id).arrays[f"map@{row.explainer}"]  # float16
+        stored_map = store.load_item(row.id).arrays[f"map@{row.explainer}"]  # float16
         assert row.map_peak == pytest.approx(float(stored_map.max()), rel=1e-3)
     summary = read_summary(toy_run)
     for label in LABELS:
@@ -254,3 +256,80 @@ def test_a_registered_metric_is_ranked_in_the_report(toy_run, tmp_path):
     assert "### map_peak (lower is better)" in markdown
     assert "lower is better for deletion AUC and map peak" in markdown
     assert "- `map_peak.reduction`: maximum of the map" in markdown
+
+
+def test_only_computed_metrics_describe_the_protocol(registered):
+    config = RunConfig(
+        dataset="synthetic",
+        model="synthetic_cnn",
+        explainers=("center",),
+        metrics=tuple(list_metrics()),
+        layer="features",
+        tolerance=4.0,
+    )
+    before = json.dumps(config.protocol())
+    registered(peak_metric("uncomputed_peak"))
+    assert json.dumps(config.protocol()) == before  # registered, not computed
+    computed = replace(config, metrics=(*config.metrics, "uncomputed_peak")).protocol()
+    assert computed["uncomputed_peak"] == {"reduction": "maximum of the map"}
+    assert {
+        key: value for key, value in computed.items() if key != "uncomputed_peak"
+    } == json.loads(before)
+    assert "pointing_game" not in replace(config, metrics=("insertion_deletion",)).protocol()
+
+
+PLUGIN = """
+import math
+from sidu_bench.metrics import Metric, MetricScore, Statistic, register_metric
+
+register_metric(
+    Metric(
+        name="plugin_peak",
+        columns={"plugin_peak": math.nan},
+        statistics=(Statistic("plugin_peak", column="plugin_peak"),),
+        score=lambda item, settings: MetricScore({"plugin_peak": float(item.maps.max())}),
+        protocol=lambda settings: {"reduction": "maximum of the map"},
+    )
+)
+"""
+
+
+@pytest.fixture
+def metric_plugin(tmp_path, monkeypatch):
+    """A plug-in module registering a metric with a protocol entry; unregistered afterwards."""
+    (tmp_path / "peak_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "peak_plugin"
+    sys.modules.pop("peak_plugin", None)
+    if "plugin_peak" in list_metrics():
+        unregister_metric("plugin_peak")
+
+
+def test_an_imported_plugin_metric_joins_the_protocol_only_when_computed(tmp_path, metric_plugin):
+    builtins = "pointing_game,energy_pointing_game,region_auc,insertion_deletion"
+    plain, imported, computed = (tmp_path / name for name in ("plain", "imported", "computed"))
+
+    def evaluate(out, explainer, metrics, *plugin):
+        options = ["--explainers", explainer, "--metrics", metrics, "--out", str(out), *plugin]
+        assert main(["evaluate", *SMALL, "--limit", "2", *options]) == 0
+
+    evaluate(plain, "center", builtins)
+    evaluate(imported, "center", builtins, "--import", metric_plugin)
+    assert "plugin_peak" in list_metrics()
+    evaluate(computed, "random", f"{builtins},plugin_peak", "--import", metric_plugin)
+
+    def protocol(out):
+        return json.loads((out / RUN / "config.json").read_text())["protocol"]
+
+    assert protocol(imported) == protocol(plain)
+    entry = {"reduction": "maximum of the map"}
+    assert protocol(computed) == {**protocol(plain), "plugin_peak": entry}
+    # the run with the extra metric shares a report table with the plain one
+    out = tmp_path / "report"
+    runs = [str(plain / RUN), str(computed / RUN)]
+    assert main(["report", *runs, "--import", metric_plugin, "--out", str(out)]) == 0
+    report = pd.read_csv(out / "report.csv").set_index(["metric", "explainer"])
+    assert not report["mixed_protocols"].any()
+    assert report.loc[("plugin_peak", "random"), "n"] == 2
+    assert report.loc[("plugin_peak", "center"), "n"] == 0
+    assert report.loc[("insertion_auc", "center"), "n"] == 2

@@ -222,7 +222,10 @@ def test_default_chunk_forwards_everything_once():
     model = _CountingModel(tiny_cnn(seed=13))
     images, maps = _random_batch(seed=14, size=(16, 16))
     insertion_deletion(model, images, maps)
-    assert sum(model.batch_sizes) == 3 * (2 * 224 + 1)
+    # One image sizes the chunks (sidu.engine.auto_batch_size); then the clean images once and
+    # 224 deletion and 224 insertion steps per image.
+    assert model.batch_sizes[0] == 1
+    assert sum(model.batch_sizes[1:]) == 3 * (2 * 224 + 1)
 
 
 def test_curve_auc_is_the_normalised_trapezoid():
@@ -342,13 +345,21 @@ def test_model_output_and_device_errors():
         insertion_deletion(elsewhere, images, maps)
 
 
-def test_default_chunks_fit_the_cpu_budget_and_are_balanced():
+def test_default_chunks_fit_the_engine_s_cpu_budget_and_are_balanced():
     from sidu_bench.metrics.insertion_deletion import _chunk_size
 
-    images = torch.empty(1, 3, 224, 224)
-    # 96 MiB / (16 x 602112 bytes) = 10 images at most; 224 forwards -> 23 chunks of <= 10.
-    assert _chunk_size(images, None, total=224) == 10
-    assert _chunk_size(images, None, total=12) == 6
-    assert _chunk_size(images, None, total=10) == 10
-    assert _chunk_size(images, 7, total=224) == 7
-    assert _chunk_size(torch.empty(1, 3, 16, 16), None, total=5000) == 500
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)
+    )
+    model.train()
+    images = torch.rand(1, 3, 224, 224)
+    # per image: the input (602112 bytes), 3 x the largest leaf output (the conv's 1605632
+    # bytes) and two input-sized sources: 6623232 bytes; 128 MiB holds 20 of them, and 224
+    # forwards -> 12 chunks of <= 20.
+    assert _chunk_size(images, None, total=224, model=model) == 19
+    assert _chunk_size(images, None, total=30, model=model) == 15
+    assert _chunk_size(images, None, total=20, model=model) == 20
+    assert _chunk_size(images, 7, total=224, model=model) == 7
+    assert model.training, "the model's training flag is restored"
+    # small inputs: at most the engine's CPU cap of 256; 5000 forwards -> 20 chunks of 250
+    assert _chunk_size(torch.rand(1, 3, 16, 16), None, total=5000, model=model) == 250

@@ -13,7 +13,7 @@ from fixtures_data import (
 from PIL import Image
 
 from sidu_bench.cli import flag, main
-from sidu_bench.data import DATA_ENV, dataset_info, get_dataset, register_dataset
+from sidu_bench.data import DATA_ENV, ItemDataset, dataset_info, get_dataset, register_dataset
 from sidu_bench.data.registry import DATASETS
 from sidu_bench.models import get_model
 
@@ -48,10 +48,16 @@ def test_every_data_set_declares_a_domain_and_a_default_model():
     assert get_model("synthetic_cnn").domain == "synthetic-shapes"
 
 
-def test_a_plug_in_data_set_must_declare_its_domain():
-    with pytest.raises(ValueError, match="must declare its domain"):
-        register_dataset("plugin-without-domain", default_model="synthetic_cnn")(lambda root: None)
+def test_a_plug_in_data_set_is_an_item_dataset_declaring_its_domain():
+    class WithoutDomain(ItemDataset):
+        default_model = "synthetic_cnn"
+
+    with pytest.raises(ValueError, match="'plugin-without-domain' must declare its domain"):
+        register_dataset("plugin-without-domain")(WithoutDomain)
+    with pytest.raises(ValueError, match="'plugin-function' must be an ItemDataset subclass"):
+        register_dataset("plugin-function")(lambda root: None)
     assert "plugin-without-domain" not in DATASETS
+    assert "plugin-function" not in DATASETS
 
 
 def test_mission_command_runs_the_data_sets_default_model(tmp_path, capsys):

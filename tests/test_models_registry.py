@@ -117,6 +117,9 @@ def test_bad_checkpoints_name_the_file(tmp_path):
     save_checkpoint(wrong, torchvision.models.resnet18(weights=None).state_dict(), arch="resnet18")
     with pytest.raises(ValueError, match=r"wrong\.pt is for 'resnet18'"):
         get_model("synthetic_cnn", checkpoint=wrong)
+    with pytest.raises(ValueError, match=r"wrong\.pt is for 'resnet18', not 'resnet34'"):
+        get_model("resnet34", checkpoint=wrong)
+    assert load_checkpoint(wrong, arch="resnet18")[1]["arch"] == "resnet18"
     bare = tmp_path / "bare.pt"
     save_checkpoint(bare, torchvision.models.resnet18(weights=None).state_dict())
     with pytest.raises(ValueError, match=r"bare\.pt does not fit the architecture"):

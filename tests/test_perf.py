@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from sidu_bench import perf
-from sidu_bench.perf import (
+from sidu_bench.bench import perf
+from sidu_bench.bench.perf import (
     CeilingEngine,
     PeakMemory,
     best_forward_ceiling,
     ceiling_batch_sizes,
     ceiling_engines,
     engine_throughput,
-    forward_ceiling,
 )
 
 
@@ -285,15 +284,22 @@ def test_a_real_ceiling_names_its_engine_and_a_measured_batch_size():
     assert ceiling.setup_seconds["torch"] == 0
 
 
-def test_forward_ceiling_takes_the_best_batch_size_of_one_torch_engine():
+def test_a_one_engine_ceiling_takes_its_best_batch_size():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()).eval()
-    ceiling = forward_ceiling(model, torch.rand(1, 3, 16, 16), batch_sizes=(1, 4), min_seconds=0.05)
+    ceiling = best_forward_ceiling(
+        model,
+        torch.rand(1, 3, 16, 16),
+        batch_sizes=(1, 4),
+        min_seconds=0.05,
+        engines=[CeilingEngine("torch", model)],
+    )
     assert set(ceiling.by_batch_size) == {1, 4}
     assert ceiling.images_per_second == max(ceiling.by_batch_size.values())
     assert ceiling.by_batch_size[ceiling.batch_size] == ceiling.images_per_second
     assert ceiling.engine == "torch"
-    assert forward_ceiling(
-        model, torch.rand(1, 3, 16, 16), batch_sizes=(2,), min_seconds=0.0, channels_last=True
+    channels_last = CeilingEngine("torch-channels-last", model, channels_last=True)
+    assert best_forward_ceiling(
+        model, torch.rand(1, 3, 16, 16), batch_sizes=(2,), min_seconds=0.0, engines=[channels_last]
     ).engine == ("torch-channels-last")
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sidu_bench.cli import main
-from sidu_bench.runner import run as run_module
+from sidu_bench.devices import resolve_device
 
 SMALL = ["--device", "cpu", "--limit", "3", "--steps", "4", "--explainers", "center,sidu"]
 RUN = "synthetic-synthetic_cnn"
@@ -72,7 +72,15 @@ def test_report_refuses_mixed_precision_and_labels_device_and_backend(tmp_path, 
 def test_resolve_device_with_cuda_mocked(monkeypatch, name, count, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-    assert run_module.resolve_device(name) == torch.device(expected)
+    assert resolve_device(name) == torch.device(expected)
+
+
+def test_under_torchrun_cuda_is_this_rank_s_local_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("cuda") == resolve_device("auto") == torch.device("cuda:1")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
 
 
 @pytest.mark.parametrize(
@@ -88,7 +96,7 @@ def test_resolve_device_refuses_what_is_not_there(monkeypatch, name, count, mess
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     with pytest.raises(ValueError, match=message):
-        run_module.resolve_device(name)
+        resolve_device(name)
 
 
 def test_evaluate_refuses_a_slow_dtype_unless_allowed(tmp_path, monkeypatch, capsys):

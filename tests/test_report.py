@@ -3,6 +3,7 @@
 import json
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +12,17 @@ import pytest
 
 from sidu_bench import report as report_module
 from sidu_bench.cli import main
-from sidu_bench.compare import read_summary
-from sidu_bench.report import (
+from sidu_bench.report import build_report, expand_run_dirs
+from sidu_bench.runner import RunFolder
+from sidu_bench.runner.folder import record_columns
+from sidu_bench.stats import holm
+from sidu_bench.tables.statistics import (
     PAIR_COLUMNS,
-    RunFolder,
-    build_report,
-    expand_run_dirs,
+    compared_statistics,
     rank_groups,
     report_metrics,
-    run_seed,
+    summarise,
 )
-from sidu_bench.runner.summary import RECORD_COLUMNS, compared_statistics, summarise
-from sidu_bench.stats import holm
 
 COMPARED_METRICS = [statistic.name for statistic in compared_statistics()]
 
@@ -55,6 +55,10 @@ def read_report(out):
     return pd.read_csv(out / "report.csv")
 
 
+def summary_of(run):
+    return RunFolder(run).summary()
+
+
 def test_every_cell_equals_its_runs_summary(runs, tmp_path):
     _, first, second = runs
     renamed = copy_run(first, tmp_path / "renamed", lambda c: c.update(model="other_cnn"))
@@ -72,7 +76,7 @@ def test_every_cell_equals_its_runs_summary(runs, tmp_path):
         ("synthetic", "other_cnn"),
     }
     for row in table.itertuples():
-        summary = read_summary(row.run_dir).loc[row.explainer]
+        summary = summary_of(row.run_dir).loc[row.explainer]
         if row.metric == "seconds_per_image":
             expected = (summary["seconds_per_image"], np.nan, np.nan, summary["n_images"])
         else:
@@ -93,7 +97,7 @@ def test_markdown_shows_cells_versions_and_rankings(runs, tmp_path):
     _, first, second = runs
     build_report([first, second], out=tmp_path)
     text = (tmp_path / "report.md").read_text()
-    summary = read_summary(first).loc["sidu"]
+    summary = summary_of(first).loc["sidu"]
     cell = (
         f"{summary['insertion_auc']:.3f} [{summary['insertion_auc_ci_low']:.3f}, "
         f"{summary['insertion_auc_ci_high']:.3f}] (n={int(summary['insertion_auc_n'])})"
@@ -140,7 +144,7 @@ def hand_made_run(folder, template, n=20, *, category=None, hit=None):
                     "metric_seconds": 0.02,
                 }
             )
-    records = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    records = pd.DataFrame(rows, columns=list(record_columns()))
     folder.mkdir()
     shutil.copy(template / "config.json", folder / "config.json")
     records.to_csv(folder / "records.csv", index=False)
@@ -160,7 +164,7 @@ def test_ranking_separates_a_clear_winner_and_ties_identical_explainers(runs, tm
     assert "| insertion_auc | 1. good · 2. same1 · 2. same2 |" in text
     assert "synthetic × synthetic_cnn: m = 15" in text
     pairs = pd.read_csv(tmp_path / "out" / "report_pairs.csv")
-    verdicts = pairs[pairs["metric"] == "insertion_auc"].set_index(["explainer_a", "explainer_b"])
+    verdicts = pairs[pairs["metric"] == "insertion_auc"].set_index(["explainer", "reference"])
     assert verdicts.loc[("good", "same1"), "verdict"] == "better than reference"
     assert verdicts.loc[("same2", "good"), "verdict"] == "worse than reference"
     assert verdicts.loc[("same2", "same1"), "verdict"] == "n too small"  # no item differs
@@ -178,7 +182,7 @@ def test_pointing_game_shows_its_hit_rate_and_marks_singleton_class_means(runs, 
     )
     build_report([run], out=tmp_path / "out")
     table = read_report(tmp_path / "out").set_index(["metric", "explainer"])
-    summary = read_summary(run)
+    summary = summary_of(run)
     for label, expected in (("same1", 0.5), ("good", 1.0), ("same2", 0.5)):
         cell = table.loc[("pointing_game_hit_rate", label)]
         assert cell["value"] == pytest.approx(expected)
@@ -212,7 +216,7 @@ def test_ranking_needs_the_holm_verdict_not_just_a_small_p(runs, tmp_path):
     table = read_report(tmp_path / "out").set_index(["metric", "explainer"])["rank"]
     assert table["insertion_auc"].to_dict() == {"same1": 1, "good": 1, "same2": 1}
     pairs = pd.read_csv(tmp_path / "out" / "report_pairs.csv").set_index(
-        ["metric", "explainer_a", "explainer_b"]
+        ["metric", "explainer", "reference"]
     )
     row = pairs.loc[("insertion_auc", "good", "same1")]
     assert row["p"] == 2**-8
@@ -224,67 +228,65 @@ def test_pairs_file_holds_every_pair_with_the_summary_rule(runs, tmp_path):
     _, first, second = runs
     build_report([first, second], out=tmp_path)
     pairs = pd.read_csv(tmp_path / "report_pairs.csv")
-    assert tuple(pairs.columns) == PAIR_COLUMNS
+    assert tuple(pairs.columns) == ("dataset", "model", *PAIR_COLUMNS)
     labels = ["sidu", "center", "random", "gradcam"]
     expected_pairs = {(a, b) for i, b in enumerate(labels) for a in labels[i + 1 :]}
-    assert set(zip(pairs["explainer_a"], pairs["explainer_b"], strict=True)) == expected_pairs
+    assert set(zip(pairs["explainer"], pairs["reference"], strict=True)) == expected_pairs
     assert len(pairs) == len(expected_pairs) * len(COMPARED_METRICS)
     assert set(pairs["metric"]) == set(COMPARED_METRICS)
     np.testing.assert_allclose(pairs["p_holm"], holm(pairs["p"]))
     # n = 4 items, m = 30: even 2 ** (1 - 4) x 30 > 0.05, so nothing can pass
     assert set(pairs["verdict"]) == {"n too small"}
     assert (pairs["n"] == 4).all()
-    summary = read_summary(first)
-    against_sidu = pairs[pairs["explainer_b"] == "sidu"]
+    summary = summary_of(first)
+    against_sidu = pairs[pairs["reference"] == "sidu"]
     assert len(against_sidu) == 3 * len(COMPARED_METRICS)
     for row in against_sidu.itertuples():
-        if row.explainer_a == "gradcam":
+        if row.explainer == "gradcam":
             continue  # from the other run folder: its summary has no SIDU row
-        cells = summary.loc[row.explainer_a]
+        cells = summary.loc[row.explainer]
         for field in ("diff", "diff_ci_low", "diff_ci_high", "p"):
             np.testing.assert_equal(getattr(row, field), cells[f"{row.metric}_{field}"])
 
 
-def protocol_version_1(config):
-    """A version-2 config.json rewritten the way version 1 stored it (the 2026-11-28 folders)."""
-    config["model"] = "other_cnn"
-    config["protocol"]["protocol_version"] = 1
-    del config["protocol"]["precision"]
-    statistics = config.pop("statistics")
-    config["protocol"]["statistics"] = {
-        key: statistics[key]
-        for key in ("bootstrap_resamples", "confidence", "seed", "pointing_game_class_mean")
-    }
-    for key in ("precision", "backend", "model_reason", "explainer_provenance", "plugins"):
-        config.pop(key, None)
-    config["environment"].pop("backend", None)
-
-
-def test_protocol_version_1_and_2_folders_are_read(tmp_path):
+def test_a_protocol_version_1_folder_is_refused_naming_its_version(tmp_path):
     committed = Path(__file__).resolve().parents[1] / "results" / "reference" / RUN_NAME
-    assert json.loads((committed / "config.json").read_text())["protocol"]["protocol_version"] == 2
-    older = copy_run(committed, tmp_path / "v1", protocol_version_1)
-    build_report([committed], out=tmp_path / "new")
-    build_report([older], out=tmp_path / "old")
-    new = pd.read_csv(tmp_path / "new" / "report_pairs.csv").drop(columns="model")
-    old = pd.read_csv(tmp_path / "old" / "report_pairs.csv").drop(columns="model")
-    pd.testing.assert_frame_equal(new, old)  # the same seed, wherever the version keeps it
-    assert len(old) == 15 * len(COMPARED_METRICS)
-    text = (tmp_path / "new" / "report.md").read_text()
-    assert "- `protocol_version`: 2" in text
-    assert "- `precision`: ieee" in text
-    assert "- `protocol_version`: 1" in (tmp_path / "old" / "report.md").read_text()
+    older = copy_run(committed, tmp_path / "v1", lambda c: c["protocol"].update(protocol_version=1))
+    with pytest.raises(ValueError, match=r"v1/config\.json was written under protocol_version 1"):
+        build_report([older], out=tmp_path / "out")
+    assert main(["summarise", str(older)]) == 2
+    assert main(["plot", str(older)]) == 2
 
 
-def test_run_seed_prefers_the_config_then_the_protocol():
-    def folder(config):
-        return RunFolder(Path("run"), config, pd.DataFrame(), pd.DataFrame())
+def test_runs_that_differ_only_in_metrics_share_a_table_on_their_common_metrics(tmp_path):
+    both = ["--limit", "3", "--steps", "8", "--explainers"]
+    shared = ["--metrics", "insertion_deletion,pointing_game"]
+    assert (
+        main(["evaluate", *SMALL, "--explainers", "center", *shared, "--out", str(tmp_path / "a")])
+        == 0
+    )
+    only = ["--metrics", "pointing_game"]
+    assert main(["evaluate", *both, "random", *only, "--out", str(tmp_path / "b")]) == 0
+    first, second = tmp_path / "a" / RUN_NAME, tmp_path / "b" / RUN_NAME
+    protocols = [
+        json.loads((run / "config.json").read_text())["protocol"] for run in (first, second)
+    ]
+    assert "insertion_deletion" in protocols[0]
+    assert "insertion_deletion" not in protocols[1]
+    build_report([first, second], out=tmp_path / "out")
+    table = read_report(tmp_path / "out").set_index(["metric", "explainer"])
+    assert table.loc[("insertion_auc", "center"), "n"] == 4
+    assert table.loc[("insertion_auc", "random"), "n"] == 0
+    assert table.loc[("pointing_game_hit_rate", "random"), "n"] == 3
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "WARNING" not in text
+    changed = copy_run(second, tmp_path / "c", set_tolerance_rule)
+    with pytest.raises(ValueError, match=r"protocol\.pointing_game\.tolerance_rule"):
+        build_report([first, changed], out=tmp_path / "out2")
 
-    assert run_seed(folder({"seed": 3, "protocol": {"statistics": {"seed": 5}}})) == 3
-    assert run_seed(folder({"statistics": {"seed": 4}, "protocol": {}})) == 4
-    assert run_seed(folder({"protocol": {"statistics": {"seed": 5}}})) == 5
-    assert run_seed(folder({"protocol": {"statistics": {}}})) == 0
-    assert run_seed(folder({"seed": True, "protocol": {}})) == 0
+
+def set_tolerance_rule(config):
+    config["protocol"]["pointing_game"]["tolerance_rule"] = "another rule"
 
 
 def test_rank_groups_only_ranks_above_when_significantly_better():
@@ -347,8 +349,8 @@ def break_records(folder):
         (lambda f: shutil.rmtree(f), FileNotFoundError, "run folder {run} does not exist"),
         (lambda f: (f / "config.json").unlink(), FileNotFoundError, "{run} is not a run folder"),
         (break_config, ValueError, "corrupt {run}/config.json"),
-        (lambda f: (f / "summary.csv").unlink(), FileNotFoundError, "{run}/summary.csv does not"),
-        (lambda f: (f / "records.csv").unlink(), FileNotFoundError, "{run}/records.csv does not"),
+        (lambda f: (f / "summary.csv").unlink(), FileNotFoundError, "{run} is not a finished"),
+        (lambda f: (f / "records.csv").unlink(), FileNotFoundError, "it has no records.csv"),
         (break_records, ValueError, "corrupt {run}/records.csv"),
     ],
 )
@@ -404,8 +406,8 @@ def test_glob_matching_nothing_is_an_error(tmp_path):
 
 def test_figure_is_skipped_with_a_warning_without_matplotlib(runs, tmp_path, monkeypatch, caplog):
     _, first, _ = runs
-    monkeypatch.setattr(report_module, "pyplot_or_none", lambda: None)
-    with caplog.at_level(logging.WARNING, logger="sidu_bench.report"):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with caplog.at_level(logging.WARNING):
         written = build_report([first], out=tmp_path)
     assert [p.name for p in written] == ["report.csv", "report.md", "report_pairs.csv"]
     assert "matplotlib is not installed" in caplog.text
@@ -420,14 +422,15 @@ def test_figure_legends_name_each_explainer_and_model_once_beside_the_plots(
     renamed = copy_run(first, tmp_path / "renamed", lambda c: c.update(model="other_cnn"))
     saved = {}
 
-    def keep(figure, path):
+    def keep(figure):
         saved["legends"] = [
             [text.get_text() for text in legend.get_texts()] for legend in figure.legends
         ]
         saved["axis_legends"] = [axis.get_legend() for axis in figure.axes]
         saved["points"] = sum(len(axis.collections) for axis in figure.axes)
+        return b""
 
-    monkeypatch.setattr(report_module, "save_png", keep)
+    monkeypatch.setattr(report_module, "png_bytes", keep)
     build_report([first, second, renamed], out=tmp_path / "out")
     assert saved["legends"] == [
         ["sidu", "center", "random", "gradcam"],

@@ -64,7 +64,7 @@ def test_the_committed_config_round_trips_key_by_key():
 def test_from_json_names_what_is_missing_or_malformed():
     content = small().to_json()
     del content["layer"], content["dataset"]
-    with pytest.raises(ValueError, match=r"config.json lacks the field\(s\) dataset, layer"):
+    with pytest.raises(ValueError, match=r"configuration lacks the field\(s\) dataset, layer"):
         RunConfig.from_json(content)
     with pytest.raises(ValueError, match="'extra' must be an object"):
         RunConfig.from_json({**small().to_json(), "extra": [1]})

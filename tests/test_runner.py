@@ -15,7 +15,7 @@ from sidu_bench.cli import main
 from sidu_bench.metrics import summary_statistics
 from sidu_bench.runner import config as config_module
 from sidu_bench.runner import run as run_module
-from sidu_bench.runner.summary import RECORD_COLUMNS
+from sidu_bench.runner.folder import record_columns
 
 EXPLAINERS = "sidu,gradcam,rise:masks=64,center,random"
 LABELS = ["sidu", "gradcam", "rise:masks=64", "center", "random"]
@@ -40,7 +40,7 @@ def read_records(run_dir):
 
 def test_run_writes_records_summary_config_and_figures(finished_run):
     records = read_records(finished_run)
-    assert list(records.columns) == list(RECORD_COLUMNS)
+    assert list(records.columns) == list(record_columns())
     assert len(records) == 6 * len(LABELS)
     assert sorted(records["explainer"].unique()) == sorted(LABELS)
     assert records["insertion_auc"].between(0, 1).all()

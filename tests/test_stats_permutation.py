@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sidu_bench.runner.summary import RECORD_COLUMNS, paired_comparisons
+from sidu_bench.runner.folder import record_columns
 from sidu_bench.stats import (
     EXACT_LIMIT,
     FAMILYWISE_ALPHA,
@@ -24,6 +24,7 @@ from sidu_bench.stats import (
     too_small,
     verdict,
 )
+from sidu_bench.tables.statistics import compare_pairs, compared_statistics, reference_pairs
 
 LABELS = ["sidu", "gradcam", "scorecam", "rise", "center", "random"]
 
@@ -230,10 +231,16 @@ def records_of(values):
                     "metric_seconds": 0.1,
                 }
             )
-    return pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    return pd.DataFrame(rows, columns=list(record_columns()))
 
 
 PER_ITEM_SCORES = ("energy_pointing_game", "region_auc", "insertion_auc", "deletion_auc")
+
+
+def paired_comparisons(records, reference, labels, *, seed):
+    """The family of summary.md: every explainer against the reference on every metric."""
+    metrics = [statistic.name for statistic in compared_statistics()]
+    return compare_pairs(records, reference_pairs(labels, reference), metrics, seed=seed)
 
 
 def noise_records(seed, n=30):
@@ -254,7 +261,7 @@ def noise_records(seed, n=30):
                     "metric_seconds": 0.1,
                 }
             )
-    return pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    return pd.DataFrame(rows, columns=list(record_columns()))
 
 
 def test_pure_noise_gives_no_holm_verdict():
@@ -285,9 +292,9 @@ def test_ten_nonzero_differences_in_a_family_of_25_can_pass():
     np.testing.assert_allclose(comparisons["p_holm"], 25 * 2**-9)
     assert (comparisons.drop(index="deletion_auc")["verdict"] == VERDICT_BETTER).all()
     assert (comparisons.loc["deletion_auc", "verdict"] == VERDICT_WORSE).all()  # lower is better
-    np.testing.assert_allclose(comparisons.loc["insertion_auc", "difference"], 0.6)
-    np.testing.assert_allclose(comparisons.loc["insertion_auc", "ci_low"], 0.6)
-    np.testing.assert_allclose(comparisons.loc["pointing_game_hit_rate", "difference"], 1.0)
+    np.testing.assert_allclose(comparisons.loc["insertion_auc", "diff"], 0.6)
+    np.testing.assert_allclose(comparisons.loc["insertion_auc", "diff_ci_low"], 0.6)
+    np.testing.assert_allclose(comparisons.loc["pointing_game_hit_rate", "diff"], 1.0)
 
 
 def test_explainer_equal_to_the_reference_has_p_one_and_unscored_metric_is_na():

@@ -7,52 +7,32 @@ backend where that ran another engine, and its peer package, in a fresh process 
 ratios against committed thresholds.
 """
 
-from sidu_bench.bench.cases import BENCH_MODELS, BenchCase, BenchModel, build_case, default_models
-from sidu_bench.bench.config import DEFAULT_EXPLAINERS, BenchConfig, resolve_bench_device
-from sidu_bench.bench.gate import (
-    GateFile,
-    GateResult,
-    check_speed,
-    format_gate,
-    read_gate_file,
-)
-from sidu_bench.bench.methods import PEER_OF, ForwardCounter, method_call, peer_label
+from sidu_bench.bench.cases import BENCH_MODELS, BenchModel, build_case
+from sidu_bench.bench.config import DEFAULT_EXPLAINERS, BenchConfig
+from sidu_bench.bench.gate import check_speed, format_gate, read_gate_file
+from sidu_bench.bench.methods import ForwardCounter, method_call, peer_label
 from sidu_bench.bench.probe import Measurement, ProbeRequest, measure, measure_here
 from sidu_bench.bench.run import run_bench
-from sidu_bench.bench.table import (
-    BENCH_COLUMNS,
-    BenchRow,
-    read_bench_csv,
-    read_bench_rows,
-    write_tables,
-)
+from sidu_bench.bench.table import BENCH_COLUMNS, BenchRow, write_tables
 
 __all__ = [
     "BENCH_COLUMNS",
     "BENCH_MODELS",
     "DEFAULT_EXPLAINERS",
-    "PEER_OF",
-    "BenchCase",
     "BenchConfig",
     "BenchModel",
     "BenchRow",
     "ForwardCounter",
-    "GateFile",
-    "GateResult",
     "Measurement",
     "ProbeRequest",
     "build_case",
     "check_speed",
-    "default_models",
     "format_gate",
     "measure",
     "measure_here",
     "method_call",
     "peer_label",
-    "read_bench_csv",
-    "read_bench_rows",
     "read_gate_file",
-    "resolve_bench_device",
     "run_bench",
     "write_tables",
 ]

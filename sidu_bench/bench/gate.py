@@ -46,6 +46,8 @@ CRITERIA = {
     "min_speedup_over_torch_backend": ("speedup_over_torch_backend", True),
 }
 """Threshold key: (row field, whether the value must be at least the threshold)."""
+SELECTION = {"device": "cpu", "dtype": "float32", "backend": "auto", "precision": "ieee"}
+"""What a gate file names besides its thresholds, with the value when it names none."""
 
 
 @dataclass(frozen=True)
@@ -132,31 +134,15 @@ def read_gate_file(path: Path) -> GateFile:
         thresholds.append(SpeedThreshold(entry["model"], entry["explainer"], limits))
     if not thresholds:
         raise ValueError(f"gate file {path} has no thresholds")
-    names = {
-        key: content.get(key, default)
-        for key, default in (
-            ("device", "cpu"),
-            ("dtype", "float32"),
-            ("backend", "auto"),
-            ("precision", "ieee"),
-        )
-    }
+    names = {key: content.get(key, default) for key, default in SELECTION.items()}
     if not all(isinstance(value, str) for value in names.values()):
         raise ValueError(
             f"gate file {path}: 'device', 'dtype', 'backend' and 'precision' must be strings"
         )
-    if names["backend"] not in BACKENDS:
-        raise ValueError(f"gate file {path}: backend must be one of {BACKENDS}")
-    if names["precision"] not in PRECISIONS:
-        raise ValueError(f"gate file {path}: precision must be one of {PRECISIONS}")
-    return GateFile(
-        path,
-        names["device"],
-        names["dtype"],
-        tuple(thresholds),
-        backend=names["backend"],
-        precision=names["precision"],
-    )
+    for key, allowed in (("backend", BACKENDS), ("precision", PRECISIONS)):
+        if names[key] not in allowed:
+            raise ValueError(f"gate file {path}: {key} must be one of {allowed}")
+    return GateFile(path, thresholds=tuple(thresholds), **names)
 
 
 def check_speed(rows: Sequence[BenchRow], gate: GateFile) -> list[GateResult]:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from sidu.backends import ForwardBackend
+from sidu.capture import forward_hooks
 from sidu_bench.bench.cases import BenchCase
 from sidu_bench.explainers import get_explainer, parse_spec
 
@@ -81,17 +82,12 @@ class ForwardCounter:
 
     def __init__(self, module: nn.Module, images: torch.Tensor) -> None:
         order: list[nn.Module] = []
-        handles = [
-            leaf.register_forward_pre_hook(lambda m, _args: order.append(m))
-            for leaf in module.modules()
-            if next(leaf.children(), None) is None
-        ]
-        try:
-            with torch.inference_mode():
-                module(images)
-        finally:
-            for handle in handles:
-                handle.remove()
+        leaves = [leaf for leaf in module.modules() if next(leaf.children(), None) is None]
+        with (
+            forward_hooks(leaves, lambda m, _args: order.append(m), pre=True),
+            torch.inference_mode(),
+        ):
+            module(images)
         if not order:
             raise ValueError("model has no leaf module to count forwarded images at")
         self.stem = order[0]
@@ -118,13 +114,12 @@ class ForwardCounter:
                 self.backend_count += int(batch.shape[0])
             return original(backend, batch)
 
-        handle = self.stem.register_forward_pre_hook(hook)
         ForwardBackend.__call__ = call
         try:
-            yield
+            with forward_hooks([self.stem], hook, pre=True):
+                yield
         finally:
             ForwardBackend.__call__ = original
-            handle.remove()
 
     def engine(self) -> str:
         """The engine of the counted forwards: ``onnxruntime``, ``torch`` or ``""`` (none).
@@ -148,11 +143,6 @@ class MethodCall:
 
     label: str
     run: Callable[[], object]
-
-
-def _targets(case: BenchCase) -> torch.Tensor:
-    with torch.inference_mode():
-        return case.module(case.images).argmax(dim=1)
 
 
 def method_call(
@@ -182,7 +172,8 @@ def method_call(
     Returns:
         The :class:`MethodCall`.
     """
-    targets = _targets(case)
+    with torch.inference_mode():
+        targets = case.module(case.images).argmax(dim=1)
     if peer:
         return _peer_call(spec, case, targets)
     explainer = get_explainer(
@@ -223,8 +214,7 @@ def _peer_call(spec: str, case: BenchCase, targets: torch.Tensor) -> MethodCall:
     label = peer_label(spec)
     if label is None:
         raise ValueError(f"explainer {spec!r} has no peer; peers exist for {', '.join(PEER_OF)}")
-    parsed = parse_spec(spec)
-    name = PEER_OF[parsed.name]
+    name = PEER_OF[parse_spec(spec).name]
     if not peer_available(name):
         raise ValueError(f"peer {name!r} needs the package {PEER_PACKAGES[name]!r} installed")
     options = _changed_options(spec)
@@ -238,14 +228,9 @@ def _peer_call(spec: str, case: BenchCase, targets: torch.Tensor) -> MethodCall:
         return MethodCall(
             label, lambda: pytorch_sidu.sidu(case.module, layer, case.images, device=case.device)
         )
-    method = name.split(":")[1]
-    max_channels = options.get("max_channels")
-    return MethodCall(
-        label,
-        _grad_cam_call(
-            method, case, targets, max_channels=None if max_channels is None else int(max_channels)
-        ),
-    )
+    max_channels = int(options["max_channels"]) if "max_channels" in options else None
+    run = _grad_cam_call(name.split(":")[1], case, targets, max_channels=max_channels)
+    return MethodCall(label, run)
 
 
 def _grad_cam_call(

@@ -4,8 +4,8 @@
 this package once (a second or so per case instead of a new interpreter's import time); the
 probe builds the case, prepares the method (targets, hooks and imports are not timed), takes the
 memory baseline, runs the one-time set-up, times one call while counting forwarded images and
-tracking peak memory (:class:`sidu_bench.perf.PeakMemory`). A fresh process per case keeps earlier
-cases' allocations out of the memory number.
+tracking peak memory (:class:`sidu_bench.bench.perf.PeakMemory`). A fresh process per case keeps
+earlier cases' allocations out of the memory number.
 
 Set-up is one untimed warm-up call of the whole method, on CUDA (cuDNN/cuBLAS initialisation) and
 wherever our explainer runs on a backend other than ``torch`` (the ONNX export, session and check
@@ -33,7 +33,7 @@ from sidu.precision import parse_dtype
 from sidu_bench.bench.cases import build_case
 from sidu_bench.bench.config import check_engine_options
 from sidu_bench.bench.methods import ForwardCounter, method_call
-from sidu_bench.perf import PeakMemory, time_call
+from sidu_bench.bench.perf import PeakMemory, time_call
 from sidu_bench.plugins import load_plugins
 
 __all__ = ["Measurement", "ProbeRequest", "measure", "measure_here"]

@@ -1,7 +1,7 @@
 """``python -m sidu_bench bench``: every (model, explainer) case, its peer and the ceiling.
 
 For each model the ceiling (best plain batched forward throughput over engines and batch sizes,
-:func:`sidu_bench.perf.best_forward_ceiling`) is measured first; then every explainer on the
+:func:`sidu_bench.bench.perf.best_forward_ceiling`) is measured first; then every explainer on the
 configured backend, the same explainer on the ``torch`` backend where the configured one ran
 another engine (the speed-up of the backend), and, where one exists, its peer run in a fresh
 process each (:func:`sidu_bench.bench.probe.measure`). The torch-backend row is measured for
@@ -21,14 +21,15 @@ from pathlib import Path
 
 import torch
 
+from sidu.capture import forward_hooks
 from sidu.precision import parse_dtype
-from sidu_bench.bench.cases import BENCH_MODELS, build_case
+from sidu_bench.bench.cases import BENCH_MODELS, BenchModel, build_case
 from sidu_bench.bench.config import BenchConfig
 from sidu_bench.bench.methods import PEER_OF, peer_available, peer_label
+from sidu_bench.bench.perf import Ceiling, best_forward_ceiling
 from sidu_bench.bench.probe import Measurement, ProbeRequest, measure
 from sidu_bench.bench.table import BenchRow, write_tables
 from sidu_bench.explainers import parse_spec
-from sidu_bench.perf import Ceiling, best_forward_ceiling
 
 __all__ = ["run_bench"]
 
@@ -73,7 +74,8 @@ def run_bench(
             precision=config.precision,
         )
         ceilings[model_name] = ceiling
-        channels = _layer_channels(case.module, case.model.layer, case.images[:1])
+        model = case.model
+        channels = _layer_channels(case.module, model.layer, case.images[:1])
         logger.info(
             "%s: ceiling %.1f images/s (%s, batch %d)",
             model_name,
@@ -83,15 +85,15 @@ def run_bench(
         )
         del case
         for spec in config.explainers:
-            ours = _row(config, model_name, spec, kind="ours", ceiling=ceiling)
+            ours = _row(config, model, spec, kind="ours", ceiling=ceiling)
             torch_row = None
             if config.compare_torch_backend and ours.backend not in ("", "torch"):
-                torch_row = _row(config, model_name, spec, kind="torch-backend", ceiling=ceiling)
+                torch_row = _row(config, model, spec, kind="torch-backend", ceiling=ceiling)
                 ours = ours.compared_with_torch_backend(torch_row)
             peer = None
             if config.peers and peer_label(spec) is not None:
                 skip = _peer_skip_reason(parse_spec(spec).name, channels, config.device)
-                peer = _row(config, model_name, spec, kind="peer", ceiling=ceiling, skip=skip)
+                peer = _row(config, model, spec, kind="peer", ceiling=ceiling, skip=skip)
                 ours = ours.compared_with_peer(peer)
             for row in (ours, torch_row, peer):
                 if row is not None:
@@ -108,7 +110,7 @@ def _check(config: BenchConfig) -> None:
 
 def _row(
     config: BenchConfig,
-    model_name: str,
+    model: BenchModel,
     spec: str,
     *,
     kind: str,
@@ -119,17 +121,17 @@ def _row(
     label = peer_label(spec) if peer else parse_spec(spec).label
     base = BenchRow.start(
         config,
-        model=BENCH_MODELS.get(model_name),
+        model=model,
         label=label,
         peer_of="" if kind == "ours" else parse_spec(spec).label,
         ceiling=ceiling,
         kind=kind,
     )
     if skip is not None:
-        logger.info("%s / %s: %s", model_name, label, skip)
+        logger.info("%s / %s: %s", model.name, label, skip)
         return base.with_status(skip)
     request = ProbeRequest(
-        model=model_name,
+        model=model.name,
         spec=spec,
         peer=peer,
         device=config.device,
@@ -143,21 +145,18 @@ def _row(
     try:
         measurement: Measurement = measure(request)
     except RuntimeError as error:
-        logger.error("%s / %s (%s) failed: %s", model_name, label, kind, error)
+        logger.error("%s / %s (%s) failed: %s", model.name, label, kind, error)
         return base.with_status(f"failed: {str(error).splitlines()[-1][:200]}")
     return base.with_measurement(measurement)
 
 
 def _layer_channels(module: torch.nn.Module, layer: str, image: torch.Tensor) -> int:
     shapes: list[torch.Size] = []
-    handle = dict(module.named_modules())[layer].register_forward_hook(
-        lambda _m, _i, output: shapes.append(output.shape)
-    )
-    try:
-        with torch.inference_mode():
-            module(image)
-    finally:
-        handle.remove()
+    with (
+        forward_hooks([module.get_submodule(layer)], lambda _m, _i, out: shapes.append(out.shape)),
+        torch.inference_mode(),
+    ):
+        module(image)
     return int(shapes[0][1])
 
 

@@ -22,16 +22,12 @@ explainer it is compared with). Columns:
   Grad-CAM; for SIDU the peer forwards every mask while we forward each distinct mask once, so
   the gain includes that); ``speedup_over_torch_backend``: the ``torch``-backend row's seconds
   per image over ours (same work).
-
-Tables written before the backend columns existed read back with those columns at their
-defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import io
 import math
 import platform
 from collections.abc import Mapping, Sequence
@@ -44,8 +40,8 @@ import torch
 
 from sidu_bench.bench.cases import BenchModel
 from sidu_bench.bench.config import BenchConfig
+from sidu_bench.bench.perf import Ceiling
 from sidu_bench.io import atomic_write_text, environment
-from sidu_bench.perf import Ceiling
 
 if TYPE_CHECKING:
     from sidu_bench.bench.probe import Measurement
@@ -54,8 +50,6 @@ __all__ = [
     "BENCH_COLUMNS",
     "BenchRow",
     "bench_markdown",
-    "read_bench_csv",
-    "read_bench_rows",
     "write_tables",
 ]
 
@@ -106,14 +100,12 @@ class BenchRow:
         label: str,
         peer_of: str,
         ceiling: Ceiling,
-        kind: str | None = None,
+        kind: str,
     ) -> BenchRow:
         """A row before measurement: the case's identity and the model's ceiling.
 
-        ``kind`` is ``ours``, ``torch-backend`` or ``peer`` (default: ``peer`` when
-        ``peer_of`` is set, else ``ours``).
+        ``kind`` is ``ours``, ``torch-backend`` or ``peer``.
         """
-        kind = kind or ("peer" if peer_of else "ours")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         peer = kind == "peer"
@@ -180,16 +172,6 @@ def _ratio(numerator: float, denominator: float) -> float:
 BENCH_COLUMNS = tuple(field.name for field in dataclasses.fields(BenchRow))
 """The columns of ``bench-<device>.csv``, in order."""
 
-ADDED_COLUMNS = {
-    "precision": "ieee",
-    "backend": "",
-    "setup_seconds": NAN,
-    "ceiling_engine": "",
-    "speedup_over_torch_backend": NAN,
-    "backend_note": "",
-}
-"""Columns added with the forward backends, and the value they read back as from older tables."""
-
 
 def write_tables(
     rows: Sequence[BenchRow],
@@ -203,49 +185,16 @@ def write_tables(
         rows: the measured rows.
         out: the output folder.
         config: what was measured (named in the Markdown header).
-        ceilings: per model, its :class:`~sidu_bench.perf.Ceiling` (the Markdown lists every
+        ceilings: per model, its :class:`~sidu_bench.bench.perf.Ceiling` (the Markdown lists every
             engine's best throughput); optional.
     """
     device = "cuda" if config.device.startswith("cuda") else "cpu"
     table = pd.DataFrame([dataclasses.asdict(row) for row in rows], columns=list(BENCH_COLUMNS))
     csv_path = Path(out) / f"bench-{device}.csv"
     md_path = Path(out) / f"bench-{device}.md"
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    atomic_write_text(csv_path, buffer.getvalue())
+    atomic_write_text(csv_path, table.to_csv(index=False))
     atomic_write_text(md_path, bench_markdown(rows, config, ceilings))
     return [csv_path, md_path]
-
-
-def read_bench_csv(path: Path) -> pd.DataFrame:
-    """Read a ``bench-<device>.csv``, checking its columns (clear error naming the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"bench table {path} does not exist")
-    try:
-        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"corrupt bench table {path}: {error}") from error
-    missing = [
-        column
-        for column in BENCH_COLUMNS
-        if column not in table.columns and column not in ADDED_COLUMNS
-    ]
-    if missing:
-        raise ValueError(f"corrupt bench table {path}: missing columns {missing}")
-    for column, default in ADDED_COLUMNS.items():
-        if column not in table.columns:
-            table[column] = default
-    return table[[*BENCH_COLUMNS, *(c for c in table.columns if c not in BENCH_COLUMNS)]]
-
-
-def read_bench_rows(path: Path) -> list[BenchRow]:
-    """Read a ``bench-<device>.csv`` back into rows (empty text cells stay empty strings)."""
-    table = read_bench_csv(path)
-    text = [field.name for field in dataclasses.fields(BenchRow) if field.type == "str"]
-    for column in text:
-        table[column] = table[column].astype(object).where(table[column].notna(), "")
-    return [BenchRow(**record) for record in table[list(BENCH_COLUMNS)].to_dict("records")]
 
 
 def _number(value: float, digits: int = 3) -> str:
@@ -316,9 +265,9 @@ def bench_markdown(
                 f"{_number(row.seconds_per_image)} | {_number(row.setup_seconds, 2)} | "
                 f"{_number(row.forwarded_per_image, 4)} | {_number(row.images_per_second)} | "
                 f"{_fixed(row.ratio_to_ceiling, 2)} | {_megabytes(row.peak_memory_mb)} | "
-                f"{row.peer or '-'} | {_speedup(row.speedup_over_peer)} | "
+                f"{row.peer or '-'} | {_fixed(row.speedup_over_peer, 2, 'x')} | "
                 f"{_number(row.memory_ratio_to_peer, 2)} | "
-                f"{_speedup(row.speedup_over_torch_backend)} | {row.status} |"
+                f"{_fixed(row.speedup_over_torch_backend, 2, 'x')} | {row.status} |"
             )
         notes = [row for row in mine if row.backend_note]
         if notes:
@@ -342,12 +291,8 @@ def _ceiling_lines(ceiling: Ceiling) -> list[str]:
     return lines
 
 
-def _speedup(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.2f}x"
-
-
-def _fixed(value: float, decimals: int) -> str:
-    return "-" if math.isnan(value) else f"{value:.{decimals}f}"
+def _fixed(value: float, decimals: int, unit: str = "") -> str:
+    return "-" if math.isnan(value) else f"{value:.{decimals}f}{unit}"
 
 
 def _megabytes(value: float) -> str:

@@ -19,7 +19,6 @@ from sidu_bench.data.items import (
     Unreadable,
     UnreadableItemError,
 )
-from sidu_bench.data.order import limit_order, stratified_order
 from sidu_bench.data.registry import (
     DATA_ENV,
     DataNotFoundError,
@@ -29,12 +28,9 @@ from sidu_bench.data.registry import (
     list_datasets,
     register_dataset,
 )
-from sidu_bench.domains import NATURAL_IMAGES, SYNTHETIC_SHAPES
 
 __all__ = [
     "DATA_ENV",
-    "NATURAL_IMAGES",
-    "SYNTHETIC_SHAPES",
     "DataNotFoundError",
     "DatasetInfo",
     "FileDataset",
@@ -51,10 +47,8 @@ __all__ = [
     "folder",
     "get_dataset",
     "imagenet_val",
-    "limit_order",
     "list_datasets",
     "register_dataset",
-    "stratified_order",
     "synthetic",
     "voc2007",
 ]

@@ -1,4 +1,4 @@
-"""The seeded, category-stratified item order behind ``--limit`` (DESIGN.md protocol item 10).
+"""The seeded, category-stratified item order behind ``--limit`` (docs/protocol.md, item 10).
 
 Categories are put in a seeded random order, the items of each category (sorted by id) in a seeded
 random order, and the result takes one item from each category in turn until all are used. The

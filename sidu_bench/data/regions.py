@@ -1,4 +1,4 @@
-"""Ground-truth regions as boolean masks, by the rules of DESIGN.md.
+"""Ground-truth regions as boolean masks, by the rules of docs/protocol.md, item 13.
 
 Coordinates are 0-based pixel coordinates: pixel ``(row, col)`` has its centre at
 ``(x=col, y=row)``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,8 +22,7 @@ DATA_ENV = "SIDU_BENCH_DATA"
 DEFAULT_DATA_DIR = Path("data")
 """The data root tried last when no ``root`` is given (relative to the working directory)."""
 
-DatasetFactory = Callable[..., ItemDataset]
-_Factory = TypeVar("_Factory", bound=DatasetFactory)
+_Dataset = TypeVar("_Dataset", bound=type[ItemDataset])
 
 
 class DataNotFoundError(NamedParameterError, FileNotFoundError):
@@ -32,7 +31,7 @@ class DataNotFoundError(NamedParameterError, FileNotFoundError):
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a registered data set declares about itself, before any file is read.
+    """What a registered data set declares about itself (class attributes), before any file is read.
 
     Attributes:
         name: registry name.
@@ -58,55 +57,32 @@ class DatasetInfo:
     search_root: bool
 
 
-DATASETS: Registry[tuple[DatasetFactory, DatasetInfo]] = Registry("data set")
-"""Every registered data set: its factory and what it declares."""
+DATASETS: Registry[tuple[type[ItemDataset], DatasetInfo]] = Registry("data set")
+"""Every registered data set: its class and what it declares."""
 
 
-def register_dataset(
-    name: str,
-    *,
-    domain: str | None = None,
-    default_model: str | None = None,
-    class_space: str | None = None,
-    layout: str | None = None,
-    needs_root: bool | None = None,
-    supports_download: bool | None = None,
-    search_root: bool | None = None,
-) -> Callable[[_Factory], _Factory]:
-    """Register a factory ``(root, *, preprocessing, **config) -> ItemDataset`` under ``name``.
+def register_dataset(name: str) -> Callable[[_Dataset], _Dataset]:
+    """Register an :class:`~sidu_bench.data.items.ItemDataset` subclass under ``name``.
 
-    The factory gets the data root (``None`` when the data set needs none) and a
-    :class:`~sidu_bench.data.items.Preprocessing` (the image transform and the model's classes).
-    The keyword arguments declare the data set (see :class:`DatasetInfo`); any left out are read
-    from the factory's class attributes of the same names. ``domain`` and ``default_model`` must
-    be declared one way or the other.
+    The class is built as ``cls(root, *, preprocessing, **config)``: the data root (``None``
+    when the data set needs none) and a :class:`~sidu_bench.data.items.Preprocessing` (the
+    image transform and the model's classes). Its class attributes declare the data set (the
+    fields of :class:`DatasetInfo`); ``domain`` and ``default_model`` must be set.
 
     Raises:
-        ValueError: the name is taken, or the domain or default model is not declared.
+        ValueError: the name is taken, the class is not an ``ItemDataset`` subclass, or it does
+            not declare its domain or default model.
     """
 
-    def decorator(factory: _Factory) -> _Factory:
-        def declared(key: str, given: object, default: object) -> object:
-            return given if given is not None else getattr(factory, key, default)
-
-        info = DatasetInfo(
-            name=name,
-            domain=declared("domain", domain, None),
-            default_model=declared("default_model", default_model, None),
-            class_space=declared("class_space", class_space, None),
-            layout=str(declared("layout", layout, "")),
-            needs_root=bool(declared("needs_root", needs_root, True)),
-            supports_download=bool(declared("supports_download", supports_download, False)),
-            search_root=bool(declared("search_root", search_root, True)),
-        )
+    def decorator(cls: _Dataset) -> _Dataset:
+        if not (isinstance(cls, type) and issubclass(cls, ItemDataset)):
+            raise ValueError(f"data set {name!r} must be an ItemDataset subclass, got {cls!r}")
+        declared = {f.name: getattr(cls, f.name) for f in fields(DatasetInfo) if f.name != "name"}
         for key in ("domain", "default_model"):
-            if not isinstance(getattr(info, key), str) or not getattr(info, key):
-                raise ValueError(
-                    f"data set {name!r} must declare its {key} (a keyword of register_dataset or "
-                    f"a class attribute of the factory)"
-                )
-        DATASETS.register(name, (factory, info))
-        return factory
+            if not isinstance(declared[key], str) or not declared[key]:
+                raise ValueError(f"data set {name!r} must declare its {key} (a class attribute)")
+        DATASETS.register(name, (cls, DatasetInfo(name, **declared)))
+        return cls
 
     return decorator
 
@@ -135,11 +111,10 @@ def root_candidates(root: str | Path | None) -> list[tuple[str, Path | None]]:
     if root is not None:
         return [("`root`", Path(root))]
     from_env = os.environ.get(DATA_ENV)
-    candidates: list[tuple[str, Path | None]] = [
-        (f"${DATA_ENV}", Path(from_env) if from_env else None)
+    return [
+        (f"${DATA_ENV}", Path(from_env) if from_env else None),
+        ("./data", DEFAULT_DATA_DIR.resolve()),
     ]
-    candidates.append(("./data", DEFAULT_DATA_DIR.resolve()))
-    return candidates
 
 
 def get_dataset(

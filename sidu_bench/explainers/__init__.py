@@ -24,13 +24,11 @@ from sidu_bench.explainers.base import (
     ExplainerSettings,
     LayerExplainer,
     ModelExplainer,
-    recording_gradients,
 )
 from sidu_bench.explainers.cam import CAMExplainer
 from sidu_bench.explainers.options import NoOptions
 from sidu_bench.explainers.registry import (
     ExplainerSpec,
-    describe_explainer,
     get_explainer,
     list_explainers,
     parse_spec,
@@ -49,14 +47,12 @@ __all__ = [
     "baselines",
     "cam",
     "captum_adapter",
-    "describe_explainer",
     "get_explainer",
     "gradcam",
     "item_generator",
     "item_seed",
     "list_explainers",
     "parse_spec",
-    "recording_gradients",
     "register_explainer",
     "rise",
     "scorecam",

@@ -100,6 +100,10 @@ class Explainer(abc.ABC):
     Args:
         options: an instance of ``options_type``.
         settings: how to run (seed, dtype, chunking, backend, precision).
+
+    Attributes:
+        backend_used: the engine of the latest call's perturbation forwards (``None``: it ran
+            none).
     """
 
     name: ClassVar[str] = ""
@@ -113,12 +117,7 @@ class Explainer(abc.ABC):
         check_option_types(options)
         self.options = options
         self.settings = settings
-        self._backend_used: ForwardBackend | None = None
-
-    @property
-    def backend_used(self) -> ForwardBackend | None:
-        """The engine of the latest call's perturbation forwards (``None``: it ran none)."""
-        return self._backend_used
+        self.backend_used: ForwardBackend | None = None
 
     @property
     def label(self) -> str:
@@ -153,7 +152,7 @@ class Explainer(abc.ABC):
         ids = tuple(item_ids)
         if not all(isinstance(item_id, str) for item_id in ids):
             raise TypeError(f"item_ids must be strings, got {ids!r}")
-        self._backend_used = None
+        self.backend_used = None
         with fp32_precision(self.settings.precision):
             maps = self.explain(images, targets.to(device=images.device, dtype=torch.long), ids)
         if tuple(maps.shape) != (batch, *size):
@@ -222,7 +221,7 @@ class ModelExplainer(Explainer):
         The backend is resolved here (the model is in eval mode) and kept as
         :attr:`backend_used`. The images were checked by the call (not scanned again).
         """
-        self._backend_used = resolve_backend(
+        self.backend_used = resolve_backend(
             self.model,
             images,
             self.settings.backend,
@@ -238,7 +237,7 @@ class ModelExplainer(Explainer):
             memory_budget=self.settings.memory_budget,
             dtype=self.settings.dtype,
             channels_last=self.settings.channels_last,
-            backend=self._backend_used,
+            backend=self.backend_used,
             precision=self.settings.precision,
             validate_args=False,
         )

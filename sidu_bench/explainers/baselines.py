@@ -1,4 +1,4 @@
-"""Baselines that use no model (DESIGN.md, protocol item 11): ``center`` and ``random``.
+"""Baselines that use no model (docs/protocol.md, item 11): ``center`` and ``random``.
 
 They give the score of a method with no information: ``center`` is strong on object-centred
 data (Caltech-101), ``random`` is chance.
@@ -38,7 +38,7 @@ def center_map(size: tuple[int, int]) -> torch.Tensor:
 
 @register_explainer("center")
 class CenterBaseline(Explainer):
-    """Centred isotropic Gaussian, sigma = 0.25 x the shorter side (DESIGN.md item 11).
+    """Centred isotropic Gaussian, sigma = 0.25 x the shorter side (docs/protocol.md, item 11).
 
     Example:
         >>> from sidu_bench.explainers import get_explainer
@@ -57,7 +57,7 @@ class CenterBaseline(Explainer):
 
 @register_explainer("random")
 class RandomBaseline(Explainer):
-    """Uniform noise in [0, 1), seeded per item from (seed, item id) (DESIGN.md item 11).
+    """Uniform noise in [0, 1), seeded per item from (seed, item id) (docs/protocol.md, item 11).
 
     The noise is ``torch.rand((H, W), generator=g)`` with ``g`` from
     :func:`.seeding.item_generator` (stream ``"random"``), drawn on the CPU.

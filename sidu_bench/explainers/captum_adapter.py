@@ -200,17 +200,6 @@ class _Logits(nn.Module):
         return self.model(images)
 
 
-def _import_captum(name: str) -> ModuleType:
-    """Return ``captum.attr``; a ``ValueError`` naming explainer ``name`` when it is missing."""
-    try:
-        return importlib.import_module("captum.attr")
-    except ImportError as error:
-        raise ValueError(
-            f"explainer {name!r} needs the optional package captum: pip install "
-            f"'sidu-bench[captum]' (or pip install captum); importing it failed: {error}"
-        ) from error
-
-
 def _baseline(image: torch.Tensor, kind: str) -> torch.Tensor:
     """The reference input: zeros (normalised space) or the RISE blur of ``image``."""
     return torch.zeros_like(image) if kind == "zeros" else rise_blur(image)
@@ -228,7 +217,13 @@ class _Captum:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._captum = _import_captum(self.name)
+        try:
+            self._captum: ModuleType = importlib.import_module("captum.attr")
+        except ImportError as error:
+            raise ValueError(
+                f"explainer {self.name!r} needs the optional package captum: pip install "
+                f"'sidu-bench[captum]' (or pip install captum); importing it failed: {error}"
+            ) from error
 
     def _chunk(self) -> int:
         """Perturbed images per pass inside Captum."""

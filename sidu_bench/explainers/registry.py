@@ -27,7 +27,6 @@ from sidu_bench.registry import Registry, did_you_mean
 __all__ = [
     "EXPLAINERS",
     "ExplainerSpec",
-    "describe_explainer",
     "get_explainer",
     "list_explainers",
     "parse_spec",
@@ -64,15 +63,6 @@ def register_explainer(name: str) -> Callable[[_ExplainerClass], _ExplainerClass
 def list_explainers() -> list[str]:
     """Return the registered explainer names, sorted."""
     return EXPLAINERS.names()
-
-
-def describe_explainer(name: str) -> str:
-    """Return ``name``, the first line of the class docstring and the options with defaults."""
-    cls = EXPLAINERS.get(name)
-    summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-    fields = option_fields(cls.options_type)
-    options = ", ".join(f"{key}={default!r}" for key, (_kind, default) in sorted(fields.items()))
-    return f"{name}: {summary}" + (f" [options: {options}]" if options else "")
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,7 @@ class RISEMasks:
     ) -> None:
         cells = draws[0][0].shape[-1]
         self._draws = [(_to_device(g, device), _to_device(s, device)) for g, s in draws]
+        self._size = size
         self._dtype = dtype
         self._device = device
         self._rows_index = torch.arange(size[0], device=device)
@@ -126,12 +127,7 @@ class RISEMasks:
 
     def weighted_sum(self, image_index: int, weights: torch.Tensor) -> torch.Tensor:
         """Return ``sum_i weights_i M_i`` (float64 ``[H, W]``), building masks chunk by chunk."""
-        total = torch.zeros(
-            self._rows_index.shape[0],
-            self._cols_index.shape[0],
-            dtype=torch.float64,
-            device=self._device,
-        )
+        total = torch.zeros(self._size, dtype=torch.float64, device=self._device)
         for start in range(0, self.num_masks(image_index), SUM_CHUNK):
             stop = min(start + SUM_CHUNK, self.num_masks(image_index))
             masks = self._build(image_index, start, stop, torch.float64)

@@ -71,12 +71,6 @@ class ScoreCAMOptions:
                 f"got {value!r}"
             )
 
-    def keeps(self, channels: int) -> int:
-        """Return how many of ``channels`` channels are kept (``channels`` for all)."""
-        if self.max_channels == ALL_CHANNELS:
-            return channels
-        return min(self.max_channels, channels)
-
 
 def top_variance_channels(activations: torch.Tensor, count: int) -> torch.Tensor:
     """Return, per image, the ``count`` channels of largest spatial variance.
@@ -156,7 +150,8 @@ class ScoreCAM(CAMExplainer):
         options: ScoreCAMOptions = self.options
         activations = activations.to(images.dtype)
         channels = activations.shape[1]
-        kept = options.keeps(channels)
+        limit = options.max_channels
+        kept = channels if limit == ALL_CHANNELS else min(limit, channels)
         if kept < channels:
             index = top_variance_channels(activations, kept)
             activations = activations.gather(

@@ -85,5 +85,5 @@ class SIDUExplainer(LayerExplainer):
             targets=lambda _probabilities: targets,
             options=self._sidu_options,
         )
-        self._backend_used = result.backend
+        self.backend_used = result.backend
         return result.saliency

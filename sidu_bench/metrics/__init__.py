@@ -1,17 +1,13 @@
-"""Faithfulness and localisation metrics: functional core plus streaming accumulators.
+"""Faithfulness and localisation metrics: per-item functions and their registry.
 
 - :func:`insertion_deletion`: RISE's insertion/deletion curves and AUCs, batched on the device.
 - :func:`pointing_game`, :func:`energy_pointing_game`, :func:`region_auc`: localisation against
   ground-truth regions at each image's original size, with a validity mask.
-- :func:`localisation_summary`, :func:`insertion_deletion_summary`: per-class and overall means.
-- :class:`PointingGame`, :class:`EnergyPointingGame`, :class:`RegionAUC`,
-  :class:`InsertionDeletion`: the same reductions as update/compute/reset accumulators.
 - :func:`register_metric`, :func:`get_metric`, :func:`list_metrics`: the registry of metric
   descriptions (:class:`Metric`, :class:`Statistic`) that the runner, summaries, ``compare``
   and ``report`` read; each metric module registers its own.
 """
 
-from .accumulators import EnergyPointingGame, InsertionDeletion, PointingGame, RegionAUC
 from .insertion_deletion import InsertionDeletionResult, curve_auc, insertion_deletion
 from .localisation import energy_pointing_game, pointing_game, region_auc
 from .registry import (
@@ -31,27 +27,11 @@ from .registry import (
     unregister_metric,
 )
 from .substrates import rise_blur, rise_blur_kernel
-from .summary import (
-    InsertionDeletionReport,
-    InsertionDeletionSummary,
-    LocalisationReport,
-    LocalisationSummary,
-    insertion_deletion_summary,
-    localisation_summary,
-)
 
 __all__ = [
-    "EnergyPointingGame",
-    "InsertionDeletion",
-    "InsertionDeletionReport",
     "InsertionDeletionResult",
-    "InsertionDeletionSummary",
-    "LocalisationReport",
-    "LocalisationSummary",
     "Metric",
     "MetricScore",
-    "PointingGame",
-    "RegionAUC",
     "ScoredItem",
     "ScoringSettings",
     "Statistic",
@@ -60,9 +40,7 @@ __all__ = [
     "get_metric",
     "get_statistic",
     "insertion_deletion",
-    "insertion_deletion_summary",
     "list_metrics",
-    "localisation_summary",
     "metric_columns",
     "pointing_game",
     "protocol_entries",

@@ -56,10 +56,8 @@ def check_regions(regions: object, *, batch: int) -> list[Tensor | None]:
         raise ValueError(
             f"regions must hold one entry per saliency map: expected {batch}, got {len(regions)}"
         )
-    checked: list[Tensor | None] = []
     for i, region in enumerate(regions):
         if region is None:
-            checked.append(None)
             continue
         if not isinstance(region, Tensor):
             raise TypeError(f"regions[{i}] must be a boolean tensor or None, got {type(region)}")
@@ -69,8 +67,7 @@ def check_regions(regions: object, *, batch: int) -> list[Tensor | None]:
             raise ValueError(
                 f"regions[{i}] must be a non-empty 2-D mask [H, W], got shape {tuple(region.shape)}"
             )
-        checked.append(region)
-    return checked
+    return list(regions)
 
 
 def check_positive_int(value: object, *, name: str) -> int:
@@ -107,75 +104,3 @@ def check_substrate(substrate: object, *, images: Tensor, name: str) -> Tensor:
             f"got shape {tuple(substrate.shape)}"
         )
     return substrate.to(device=images.device, dtype=images.dtype).expand(images.shape)
-
-
-def check_flags(flags: object, *, name: str, length: int) -> Tensor:
-    """Return ``flags`` if it is a 1-D boolean tensor of ``length`` entries, else raise."""
-    if not isinstance(flags, Tensor):
-        raise TypeError(f"{name} must be a boolean torch.Tensor [N], got {type(flags).__name__}")
-    if flags.dtype != torch.bool:
-        raise TypeError(f"{name} must be a boolean tensor, got dtype {flags.dtype}")
-    if flags.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},), got {tuple(flags.shape)}")
-    return flags
-
-
-def check_categories(categories: object, *, length: int) -> Tensor:
-    """Return ``categories`` as an int64 tensor ``[N]`` if it holds integer ids, else raise."""
-    if isinstance(categories, Tensor):
-        tensor = categories
-    elif isinstance(categories, Sequence) and not isinstance(categories, str | bytes):
-        tensor = torch.as_tensor(list(categories))
-    else:
-        raise TypeError(
-            f"categories must be a tensor or sequence of integer ids, got {type(categories)}"
-        )
-    if tensor.numel() == 0 and length == 0:
-        return tensor.reshape(0).to(torch.int64)
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
-        raise TypeError(f"categories must hold integer class ids, got dtype {tensor.dtype}")
-    if tensor.shape != (length,):
-        raise ValueError(f"categories must have shape ({length},), got {tuple(tensor.shape)}")
-    return tensor.to(torch.int64)
-
-
-def check_localisation_batch(
-    values: object, valid: object, *, categories: object, subset: object | None
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """Check one batch of localisation values; return them on the CPU."""
-    if not isinstance(values, Tensor) or values.ndim != 1:
-        shape = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
-        raise ValueError(f"values must be a 1-D tensor [N], got {shape}")
-    n_items = len(values)
-    valid = check_flags(valid, name="valid", length=n_items).detach().cpu()
-    categories = check_categories(categories, length=n_items).detach().cpu()
-    if subset is not None:
-        subset = check_flags(subset, name="subset", length=n_items).detach().cpu()
-    return values.detach().cpu(), valid, categories, subset
-
-
-def check_curves(
-    insertion_auc: object, deletion_auc: object, insertion_curve: object, deletion_curve: object
-) -> int:
-    """Check the shapes of one batch of insertion/deletion results; return the batch size."""
-    for name, value, ndim in (
-        ("insertion_auc", insertion_auc, 1),
-        ("deletion_auc", deletion_auc, 1),
-        ("insertion_curve", insertion_curve, 2),
-        ("deletion_curve", deletion_curve, 2),
-    ):
-        if not isinstance(value, Tensor) or value.ndim != ndim:
-            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(f"{name} must be a {ndim}-D tensor, got {shape}")
-    n_items = len(insertion_auc)
-    if (
-        deletion_auc.shape != (n_items,)
-        or insertion_curve.shape[0] != n_items
-        or deletion_curve.shape != insertion_curve.shape
-    ):
-        raise ValueError(
-            "insertion_auc, deletion_auc [N] and insertion_curve, deletion_curve [N, n_steps + 1] "
-            f"must agree, got {tuple(insertion_auc.shape)}, {tuple(deletion_auc.shape)}, "
-            f"{tuple(insertion_curve.shape)}, {tuple(deletion_curve.shape)}"
-        )
-    return n_items

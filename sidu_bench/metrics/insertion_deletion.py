@@ -12,15 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from sidu.backends import ForwardBackend, resolve_backend, torch_threads_for
-from sidu.chunking import (
-    CUDA_MAX_BATCH,
-    balanced_chunk_size,
-    batch_size_for,
-    cuda_memory_budget,
-    memory_kind,
-    probe_bytes_per_image,
-)
-from sidu.engine import forward_context
+from sidu.chunking import balanced_chunk_size
+from sidu.engine import auto_batch_size, forward_context
 from sidu.modes import eval_mode
 from sidu.precision import fp32_precision
 from sidu.resize import resize
@@ -34,17 +27,8 @@ from .substrates import rise_blur, rise_blur_description
 logger = logging.getLogger(__name__)
 
 DEFAULT_STEPS = 224
-#: Memory budget of one chunk on the CPU: about 10 images at 3 x 224 x 224 in float32. CPU
-#: forward throughput peaks at small batches (8-16 for ResNet-18 on 2 cores: cache-bound), so
-#: this is kept small; small inputs still get large chunks.
-CPU_BUDGET_BYTES = 96 * 2**20
-#: Bytes one forwarded image is assumed to need on the CPU, in multiples of its input size (the
-#: perturbed image, its two sources and the model's activations).
-BYTES_PER_INPUT = 16
-#: Largest chunk on the CPU: beyond this, bigger batches no longer speed up the forward passes.
-MAX_CHUNK = 512
-#: Input-sized tensors of a chunk besides the forward pass on CUDA (the two gathered sources of
-#: each perturbed image); the forward pass itself is measured (:mod:`sidu.chunking`).
+#: Input-sized tensors a perturbed image of a chunk holds besides its forward pass (the two
+#: sources it is gathered from).
 SOURCES_PER_IMAGE = 2
 #: The protocol object's words for what the code does (see :func:`insertion_deletion`).
 DELETION_SUBSTRATE = "zeros (normalised space)"
@@ -163,7 +147,6 @@ def insertion_deletion(
         pixels_changed = (torch.arange(n_steps + 1, device=images.device) * step).clamp(
             max=n_pixels
         )
-    chunk = _chunk_size(images, batch_size, total=batch * n_steps, model=model)
     check_model_device(model, images)
     deletion_fill = (
         torch.zeros((), dtype=images.dtype, device=images.device).expand(images.shape)
@@ -175,21 +158,17 @@ def insertion_deletion(
         if insertion_substrate is None
         else check_substrate(insertion_substrate, images=images, name="insertion_substrate")
     )
-    logger.debug(
-        "insertion/deletion: %d images %dx%d, %d steps, chunks of %d",
-        batch,
-        height,
-        width,
-        n_steps,
-        chunk,
-    )
-
     with fp32_precision(precision), eval_mode(model), torch.inference_mode():
-        forward = (
-            backend
-            if isinstance(backend, ForwardBackend)
-            else resolve_backend(model, images, backend)
+        chunk = _chunk_size(images, batch_size, total=batch * n_steps, model=model)
+        logger.debug(
+            "insertion/deletion: %d images %dx%d, %d steps, chunks of %d",
+            batch,
+            height,
+            width,
+            n_steps,
+            chunk,
         )
+        forward = resolve_backend(model, images, backend)
         rank = _pixel_rank(resize(saliency.to(images.device), (height, width), rule="clamp"))
         thresholds = pixels_changed.to(rank.dtype)
         clean_logits = torch.cat([forward(part) for part in images.split(chunk)])
@@ -243,31 +222,19 @@ def _pixel_rank(maps: Tensor) -> Tensor:
     return torch.empty_like(order, dtype=dtype).scatter_(1, order, positions)
 
 
-def _chunk_size(
-    images: Tensor, batch_size: int | None, *, total: int, model: nn.Module | None = None
-) -> int:
+def _chunk_size(images: Tensor, batch_size: int | None, *, total: int, model: nn.Module) -> int:
     """Images per forward pass: ``batch_size`` if given, else what the memory budget allows.
 
     ``total`` is the number of forwards of one pass (deletion or insertion); chunks are balanced
-    over it. On the CPU a forwarded image is assumed to cost :data:`BYTES_PER_INPUT` input sizes
-    within :data:`CPU_BUDGET_BYTES`. On CUDA the policy of the masked-forward engine applies
-    (:mod:`sidu.chunking`): the forward pass's per-image cost is measured on ``model`` (in eval
-    mode, under the caller's autocast) plus :data:`SOURCES_PER_IMAGE` input sizes, within a share
-    of the free device memory, at most :data:`sidu.chunking.CUDA_MAX_BATCH`.
+    over it. The budget is the masked-forward engine's (:func:`sidu.engine.auto_batch_size`, with
+    ``model`` in eval mode under the caller's autocast): each perturbed image costs its forward
+    pass plus :data:`SOURCES_PER_IMAGE` input sizes.
     """
     if batch_size is not None:
         return check_positive_int(batch_size, name="batch_size")
-    input_bytes = images[0].numel() * images.element_size()
-    if memory_kind(images.device) == "cuda":
-        if model is None:
-            raise ValueError("model is needed to size chunks on CUDA")
-        check_model_device(model, images)
-        with eval_mode(model), torch.inference_mode():
-            forward_bytes = probe_bytes_per_image(model, images)
-        per_image = forward_bytes + SOURCES_PER_IMAGE * input_bytes
-        limit = batch_size_for(per_image, cuda_memory_budget(images.device), CUDA_MAX_BATCH)
-    else:
-        limit = batch_size_for(input_bytes * BYTES_PER_INPUT, CPU_BUDGET_BYTES, MAX_CHUNK)
+    sources = SOURCES_PER_IMAGE * images[0].numel() * images.element_size()
+    with eval_mode(model):
+        limit = auto_batch_size(model, images, extra_bytes_per_image=sources)
     return balanced_chunk_size(total, limit)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -147,39 +147,26 @@ def _score_each(
     *,
     missing: float | bool = float("nan"),
 ) -> tuple[Tensor, Tensor]:
-    """Apply ``score(resized map, region) -> (value, valid)`` per item.
+    """Check the inputs, then apply ``score(resized map, region) -> (value, valid)`` per item.
 
+    Each map is resized (float64) to its region's size, the region moved to the maps' device.
     Items without a region get ``missing`` (NaN, or False for hits) and valid False.
     """
+    saliency = check_saliency(saliency)
+    checked = check_regions(regions, batch=saliency.shape[0])
     dtype = torch.bool if isinstance(missing, bool) else torch.float64
     values = []
     valid = []
-    for resized, region in _resized_pairs(saliency, regions):
+    for map_, region in zip(saliency, checked, strict=True):
         if region is None:
             values.append(torch.tensor(missing, dtype=dtype, device=saliency.device))
             valid.append(torch.tensor(False, device=saliency.device))
             continue
-        value, defined = score(resized, region)
+        region = region.to(map_.device)
+        value, defined = score(resize(map_, tuple(region.shape), rule="clamp"), region)
         values.append(value)
         valid.append(defined)
     return torch.stack(values), torch.stack(valid)
-
-
-def _resized_pairs(saliency: Tensor, regions: Regions) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """Check the inputs now; then yield each map resized (float64) to its region's size.
-
-    Regions are moved to the maps' device; entries without a region yield ``(map, None)``.
-    """
-    saliency = check_saliency(saliency)
-    checked = check_regions(regions, batch=saliency.shape[0])
-    return (_resized_pair(map_, region) for map_, region in zip(saliency, checked, strict=True))
-
-
-def _resized_pair(map_: Tensor, region: Tensor | None) -> tuple[Tensor, Tensor | None]:
-    if region is None:
-        return map_.to(torch.float64), None
-    region = region.to(map_.device)
-    return resize(map_, (region.shape[0], region.shape[1]), rule="clamp"), region
 
 
 def _score_pointing_game(item: ScoredItem, settings: ScoringSettings) -> MetricScore:

@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -293,35 +293,13 @@ def get_statistic(name: str) -> Statistic:
     raise ValueError(f"unknown metric statistic {name!r}; statistics are {names}")
 
 
-def protocol_entries(settings: ScoringSettings) -> dict[str, dict[str, object]]:
-    """``{metric name: protocol entry}`` of the metrics that have one, in name order."""
-    metrics = (_METRICS.get(name) for name in _METRICS.names())
-    return {metric.name: metric.protocol(settings) for metric in metrics if metric.protocol}
+def protocol_entries(
+    settings: ScoringSettings, metrics: Sequence[str]
+) -> dict[str, dict[str, object]]:
+    """``{metric name: protocol entry}`` of those of ``metrics`` that have one, in name order.
 
-
-class NameView(Sequence[str]):
-    """A read-only sequence of names recomputed on every use, so later registrations show.
-
-    Example:
-        >>> names = NameView(list_metrics)
-        >>> list(names) == list_metrics()
-        True
+    Only the metrics a run computes describe its protocol: a registered metric the run does not
+    compute (a plug-in merely imported) adds nothing.
     """
-
-    def __init__(self, source: Callable[[], Sequence[str]]) -> None:
-        self._source = source
-
-    def __getitem__(self, index: int) -> str:
-        return tuple(self._source())[index]
-
-    def __len__(self) -> int:
-        return len(self._source())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(tuple(self._source()))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._source()
-
-    def __repr__(self) -> str:
-        return f"NameView({tuple(self._source())!r})"
+    chosen = (get_metric(name) for name in sorted(set(metrics)))
+    return {metric.name: metric.protocol(settings) for metric in chosen if metric.protocol}

@@ -4,6 +4,7 @@
 (``efficientnet_lite0``, ``efficientnet_lite1``, ``efficientnet_lite2``, ``synthetic_cnn``), any
 torchvision classification weights name (``ResNet50_Weights.IMAGENET1K_V2``) and, with
 ``checkpoint=``, an architecture name (a registered model or a torchvision builder).
+:func:`torchvision_from_seed` builds a torchvision architecture with seeded random weights.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from sidu_bench.models import efficientnet_lite, synthetic_cnn, torchvision_models
 from sidu_bench.models._api import MODELS, ModelSpec, find_layer, register_model
-from sidu_bench.models.checkpoint import torchvision_from_checkpoint
+from sidu_bench.models.checkpoint import torchvision_from_checkpoint, torchvision_from_seed
 from sidu_bench.registry import unknown_name_message
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "list_models",
     "register_model",
     "synthetic_cnn",
+    "torchvision_from_seed",
     "torchvision_models",
 ]
 

@@ -4,7 +4,8 @@ A checkpoint file holds either a bare state dict or a dict ``{"state_dict": ...,
 whose optional metadata keys are ``arch`` (str), ``class_names`` (list of str), ``input_size``
 (int), ``mean`` and ``std`` (3 floats each) and ``class_space`` (str); other entries (an
 optimiser state, an epoch) are ignored with a warning. Anything that needs unpickling arbitrary
-objects is refused.
+objects is refused. A torchvision architecture can also be built with seeded random weights
+(:func:`torchvision_from_seed`), by the same code path.
 """
 
 from __future__ import annotations
@@ -31,12 +32,20 @@ DEFAULT_INPUT_SIZE = 224
 METADATA_KEYS = frozenset({"arch", "class_names", "input_size", "mean", "std", "class_space"})
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(
+    path: Path, *, arch: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load ``(state_dict, metadata)`` from a checkpoint file with ``weights_only=True``.
+
+    Args:
+        path: the checkpoint file.
+        arch: the architecture the caller builds; a checkpoint whose metadata names another is
+            refused.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not a loadable state dict (the message names the file).
+        ValueError: the file is not a loadable state dict, or is for another architecture (the
+            message names the file).
     """
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -60,6 +69,8 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     unknown = sorted(set(metadata) - METADATA_KEYS)
     if unknown:
         logger.warning("checkpoint %s: ignoring entries %s", path, unknown)
+    if arch is not None and metadata.get("arch", arch) != arch:
+        raise ValueError(f"checkpoint {path} is for {metadata['arch']!r}, not {arch!r}")
     return dict(state), {k: v for k, v in metadata.items() if k in METADATA_KEYS}
 
 
@@ -96,22 +107,42 @@ def torchvision_from_checkpoint(arch: str, path: Path, *, layer: str | None = No
     The number of classes comes from ``class_names`` or the last weight matrix; preprocessing
     from the metadata, else ImageNet's mean/std at 224 px.
     """
-    state, metadata = load_checkpoint(path)
-    if metadata.get("arch", arch) != arch:
-        raise ValueError(f"checkpoint {path} is for {metadata['arch']!r}, not {arch!r}")
-    num_classes = _num_classes(state, metadata)
+    state, metadata = load_checkpoint(path, arch=arch)
+    spec = _torchvision_spec(arch, f"{arch}@{path}", _num_classes(state, metadata), metadata, layer)
+    load_state(spec.module, state, path)
+    logger.info("loaded %s from %s (%d classes)", arch, path, spec.num_classes)
+    return spec
+
+
+def torchvision_from_seed(arch: str, seed: int = 0, *, layer: str | None = None) -> ModelSpec:
+    """Build a torchvision architecture with random weights drawn after ``torch.manual_seed(seed)``.
+
+    Nothing is downloaded (for speed measurements, which do not depend on the weights); 1000
+    classes, ImageNet's mean/std at 224 px. The caller's random state is left as it was.
+
+    Example:
+        >>> spec = torchvision_from_seed("resnet18")
+        >>> spec.name, spec.input_size, spec.default_layer
+        ('resnet18@seed=0', 224, 'layer4')
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _torchvision_spec(arch, f"{arch}@seed={seed}", 1000, {}, layer)
+
+
+def _torchvision_spec(
+    arch: str, name: str, num_classes: int, metadata: Mapping[str, Any], layer: str | None
+) -> ModelSpec:
+    """``arch`` with freshly initialised weights, its preprocessing from ``metadata``."""
     module = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
-    load_state(module, state, path)
     module = adapt_architecture(arch, module).eval()
-    names = metadata.get("class_names", [str(i) for i in range(num_classes)])
-    logger.info("loaded %s from %s (%d classes)", arch, path, num_classes)
     return ModelSpec(
         module=module,
-        name=f"{arch}@{path}",
+        name=name,
         input_size=int(metadata.get("input_size", DEFAULT_INPUT_SIZE)),
         mean=tuple(metadata.get("mean", IMAGENET_MEAN)),
         std=tuple(metadata.get("std", IMAGENET_STD)),
-        class_names=tuple(names),
+        class_names=tuple(metadata.get("class_names", [str(i) for i in range(num_classes)])),
         default_layer=layer if layer is not None else default_layer(arch, module),
         class_space=metadata.get("class_space"),
         domain=metadata.get("domain", NATURAL_IMAGES),

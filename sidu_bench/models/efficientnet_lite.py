@@ -12,6 +12,7 @@ head's post-activation map (1280 channels) and nothing else; that is the default
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections import OrderedDict
 from pathlib import Path
@@ -106,19 +107,6 @@ def build(variant: str, *, checkpoint: Path | None = None) -> ModelSpec:
     )
 
 
-@register_model("efficientnet_lite0")
-def efficientnet_lite0(*, checkpoint: Path | None = None) -> ModelSpec:
-    """EfficientNet-Lite0, 224 px, TF-Lite preprocessing."""
-    return build("efficientnet_lite0", checkpoint=checkpoint)
-
-
-@register_model("efficientnet_lite1")
-def efficientnet_lite1(*, checkpoint: Path | None = None) -> ModelSpec:
-    """EfficientNet-Lite1, 240 px, TF-Lite preprocessing."""
-    return build("efficientnet_lite1", checkpoint=checkpoint)
-
-
-@register_model("efficientnet_lite2")
-def efficientnet_lite2(*, checkpoint: Path | None = None) -> ModelSpec:
-    """EfficientNet-Lite2, 260 px, TF-Lite preprocessing."""
-    return build("efficientnet_lite2", checkpoint=checkpoint)
+# Each variant is a registered model: build(variant, checkpoint=...) with its native size.
+for _variant in _VARIANTS:
+    register_model(_variant)(functools.partial(build, _variant))

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sidu.capture import forward_hooks
 from sidu_bench.domains import (
     SHAPES_CLASS_NAMES,
     SHAPES_CLASS_SPACE,
@@ -63,9 +64,7 @@ class SyntheticCNN(nn.Module):
 def synthetic_cnn(*, checkpoint: Path | None = None) -> ModelSpec:
     """The CNN trained on the synthetic data set (the shipped weights unless ``checkpoint``)."""
     path = WEIGHTS if checkpoint is None else checkpoint
-    state, metadata = load_checkpoint(path)
-    if metadata.get("arch", ARCH) != ARCH:
-        raise ValueError(f"checkpoint {path} is for {metadata['arch']!r}, not {ARCH!r}")
+    state, metadata = load_checkpoint(path, arch=ARCH)
     names = tuple(metadata.get("class_names", SHAPES_CLASS_NAMES))
     module = SyntheticCNN(num_classes=len(names))
     load_state(module, state, path)
@@ -96,15 +95,7 @@ def count_flops(module: nn.Module, size: int = SHAPES_IMAGE_SIZE) -> float:
         elif isinstance(layer, nn.Linear):
             flops += 2.0 * output.numel() * layer.in_features
 
-    handles = [
-        m.register_forward_hook(hook)
-        for m in module.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    try:
-        with torch.no_grad():
-            module(torch.zeros(1, 3, size, size))
-    finally:
-        for handle in handles:
-            handle.remove()
+    layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with forward_hooks(layers, hook), torch.no_grad():
+        module(torch.zeros(1, 3, size, size))
     return flops

@@ -11,9 +11,7 @@ without network and cache the error says which file to put where.
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
 import urllib.parse
 from collections import OrderedDict
 from pathlib import Path
@@ -23,6 +21,7 @@ import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from sidu.loading import weights_index
 from sidu_bench.domains import NATURAL_IMAGES
 from sidu_bench.models._api import ModelSpec
 
@@ -54,26 +53,19 @@ def list_architectures() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-@functools.cache
-def _weights_index() -> dict[str, tuple[str, WeightsEnum]]:
-    index = {}
-    for arch in list_architectures():
-        enum = torchvision.models.get_model_weights(arch)
-        for member in enum.__members__:
-            # Feature-extractor weights (VGG16_Weights.IMAGENET1K_FEATURES) have no classifier.
-            if enum[member].meta.get("categories"):
-                index[f"{enum.__name__}.{member}"] = (arch, enum[member])
-    return index
-
-
 def list_weights() -> list[str]:
     """Every torchvision classification weights name (aliases such as ``DEFAULT`` excluded)."""
-    return sorted(str(weights) for _, weights in _weights_index().values())
+    return sorted({str(weights) for _, weights in weights_index().values() if _classifies(weights)})
 
 
 def is_weights_name(name: str) -> bool:
     """Whether ``name`` is a torchvision classification weights name (aliases included)."""
-    return name in _weights_index()
+    return name in weights_index() and _classifies(weights_index()[name][1])
+
+
+def _classifies(weights: WeightsEnum) -> bool:
+    """Whether ``weights`` classify (``VGG16_Weights.IMAGENET1K_FEATURES`` extracts features)."""
+    return bool(weights.meta.get("categories"))
 
 
 def weights_for_architecture(arch: str) -> str:
@@ -142,32 +134,6 @@ def cache_file(weights: WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def ensure_weights_file(weights: WeightsEnum) -> Path:
-    """Return the cached weights file, downloading it when absent.
-
-    Raises:
-        RuntimeError: the file is absent and cannot be downloaded; the message says where to
-            put it.
-    """
-    path = cache_file(weights)
-    if path.is_file():
-        return path
-    logger.info("downloading %s to %s", weights.url, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    match = re.search(r"-([a-f0-9]+)\.", path.name)
-    try:
-        torch.hub.download_url_to_file(
-            weights.url, str(path), hash_prefix=match.group(1) if match else None, progress=False
-        )
-    except (OSError, RuntimeError) as error:
-        raise RuntimeError(
-            f"weights {weights} are not cached and could not be downloaded ({error}). "
-            f"Download {weights.url} on a machine with network and copy it to {path} "
-            "(set TORCH_HOME to use another cache folder)."
-        ) from error
-    return path
-
-
 def from_weights(name: str, *, layer: str | None = None) -> ModelSpec:
     """Build the model of a torchvision weights name with its preprocessing.
 
@@ -177,10 +143,24 @@ def from_weights(name: str, *, layer: str | None = None) -> ModelSpec:
 
     Returns:
         The eval-mode :class:`ModelSpec` (class space ``imagenet-1k``).
+
+    Raises:
+        RuntimeError: the weights are not cached and cannot be downloaded; the message says
+            where to put the file.
     """
-    arch, weights = _weights_index()[name]
-    ensure_weights_file(weights)
-    module = adapt_architecture(arch, torchvision.models.get_model(arch, weights=weights))
+    arch, weights = weights_index()[name]
+    path = cache_file(weights)
+    if not path.is_file():
+        logger.info("downloading %s to %s", weights.url, path)
+    try:
+        module = torchvision.models.get_model(arch, weights=weights, progress=False)
+    except (OSError, RuntimeError) as error:
+        raise RuntimeError(
+            f"weights {weights} are not cached and could not be downloaded ({error}). "
+            f"Download {weights.url} on a machine with network and copy it to {path} "
+            "(set TORCH_HOME to use another cache folder)."
+        ) from error
+    module = adapt_architecture(arch, module)
     explained = layer if layer is not None else default_layer(arch, module)
     preset = weights.transforms()
     size = preset.crop_size[0] if arch.startswith("vit") else preset.resize_size[0]

@@ -13,18 +13,19 @@ record, and may differ when a run is resumed. The summary statistics are recompu
 records (``python -m sidu_bench summarise``), so they are described beside the protocol
 (``statistics``) and never block a resume.
 
-Protocol versions: 1 (the first reference runs) carried the statistics inside the protocol and
-had no precision; 2 adds ``precision`` and moves ``statistics`` out. Version-1 folders stay
-readable by ``summarise``, ``compare`` and ``report``; resuming one is refused (its protocol
-differs).
+Protocol versions: 2 is the current one (1, the first reference runs, is no longer read). When
+the version is bumped, the previous one stays readable (:data:`READABLE_PROTOCOL_VERSIONS`);
+older folders get an error naming their version. Each metric's protocol entry is present only
+when the run computes that metric, and two runs are compared on the run-wide fields plus the
+entries of the metrics both computed (:func:`protocol_differences`), so a run with a subset of
+``--metrics`` still shares a table on the metrics it has. The protocol is documented in
+docs/protocol.md.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import MISSING, Field, dataclass, fields
-from pathlib import Path
+from dataclasses import MISSING, dataclass, fields
 from typing import Literal, get_args
 
 import torch
@@ -32,12 +33,13 @@ import torch
 from sidu.backends import BACKENDS
 from sidu.precision import DTYPES, PRECISIONS, parse_dtype
 from sidu_bench.errors import ParameterError, check_choice
-from sidu_bench.io import environment, write_json
+from sidu_bench.io import environment
 from sidu_bench.metrics import ScoringSettings, protocol_entries
 from sidu_bench.stats import CONFIDENCE, FAMILYWISE_ALPHA, RESAMPLES
 
 PROTOCOL_VERSION = 2
-CONFIG_FILE = "config.json"
+READABLE_PROTOCOL_VERSIONS = (2,)
+"""The protocol versions whose run folders this version reads (the current and the previous)."""
 RESUMABLE_FIELDS = ("limit", "explainers", "batch_size", "device", "root", "download", "backend")
 """Fields that may change when a run is resumed: they select work, not how it is scored."""
 
@@ -108,6 +110,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         """Check the named choices; the normalisation comes as a pair or not at all."""
+        if not self.explainers or not all(isinstance(e, str) and e for e in self.explainers):
+            raise ParameterError(
+                f"`explainers` must name at least one explainer, got {self.explainers!r}"
+            )
         check_choice("target", self.target, get_args(Target))
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("precision", self.precision, PRECISIONS)
@@ -127,16 +133,27 @@ class RunConfig:
             return IDENTITY_NORMALISATION
         return self.mean, self.std
 
+    def scoring(self) -> ScoringSettings:
+        """The settings the metrics read (one place for both the items and the protocol)."""
+        return ScoringSettings(
+            tolerance=self.tolerance,
+            steps=self.steps,
+            step=self.step,
+            batch_size=self.batch_size,
+            backend=self.backend,
+            precision=self.precision,
+            dtype=self.forward_dtype,
+        )
+
     def protocol(self) -> dict[str, object]:
         """The protocol object: what must agree for two runs to share a table.
 
-        Each metric's entry comes from its registered description
+        The entries of the metrics the run computes come from their registered descriptions
         (:func:`sidu_bench.metrics.protocol_entries`), derived from the code's constants.
         """
-        scoring = ScoringSettings(tolerance=self.tolerance, steps=self.steps, step=self.step)
         return {
             "protocol_version": PROTOCOL_VERSION,
-            **protocol_entries(scoring),
+            **protocol_entries(self.scoring(), self.metrics),
             "target": self.target,
             "dtype": self.dtype,
             "precision": self.precision,
@@ -162,9 +179,9 @@ class RunConfig:
         ``statistics`` and ``environment``.
         """
         content: dict[str, object] = {
-            item.name: _json_value(getattr(self, item.name))
-            for item in fields(self)
-            if item.name not in NORMALISATION_FIELDS
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in vars(self).items()
+            if name not in NORMALISATION_FIELDS
         }
         content[NORMALISATION_KEY] = {
             name: list(value)
@@ -188,58 +205,56 @@ class RunConfig:
         """
         names = [item.name for item in fields(cls) if item.name not in NORMALISATION_FIELDS]
         values = {name: content[name] for name in names if name in content}
-        missing = [item.name for item in fields(cls) if _required(item) and item.name not in values]
+        required = [item.name for item in fields(cls) if item.default is MISSING]
+        missing = [name for name in required if name not in values]
         if missing:
-            raise ValueError(f"config.json lacks the field(s) {', '.join(missing)}")
+            raise ValueError(f"the configuration lacks the field(s) {', '.join(missing)}")
         values["explainers"] = tuple(values["explainers"])
         values["metrics"] = tuple(values["metrics"])
         extra = content.get(NORMALISATION_KEY) or {}
         if not isinstance(extra, Mapping):
-            raise ValueError(f"config.json: {NORMALISATION_KEY!r} must be an object, got {extra!r}")
+            raise ValueError(f"{NORMALISATION_KEY!r} must be an object, got {extra!r}")
         for key in NORMALISATION_FIELDS:
             if key in extra:
                 values[key] = tuple(float(value) for value in extra[key])
         return cls(**values)
 
 
-def _json_value(value: object) -> object:
-    """A field's value as ``config.json`` holds it (tuples as lists)."""
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _required(item: Field) -> bool:
-    """Whether a dataclass field has no default."""
-    return item.default is MISSING and item.default_factory is MISSING
-
-
-def differing_fields(stored: dict[str, object], requested: dict[str, object]) -> list[str]:
+def differing_fields(stored: Mapping[str, object], requested: Mapping[str, object]) -> list[str]:
     """Names of the configuration fields (dotted into the protocol) that differ.
 
     Fields listed in :data:`RESUMABLE_FIELDS` and :data:`DESCRIPTIVE_FIELDS` and the earlier
-    environments are not compared.
+    environments are not compared; the protocol is compared by :func:`protocol_differences`.
     """
-    skip = {*RESUMABLE_FIELDS, *DESCRIPTIVE_FIELDS, EARLIER_ENVIRONMENTS}
+    skip = {*RESUMABLE_FIELDS, *DESCRIPTIVE_FIELDS, EARLIER_ENVIRONMENTS, "protocol"}
+    fields = [key for key in sorted(set(stored) | set(requested)) if key not in skip]
+    differences = _differing(stored, requested, fields)
+    return differences + [f"protocol.{name}" for name in protocol_differences(stored, requested)]
+
+
+def protocol_differences(first: Mapping[str, object], second: Mapping[str, object]) -> list[str]:
+    """The protocol fields (dotted) in which two runs' ``config.json`` contents differ.
+
+    Run-wide fields are compared, and the entries of the metrics both runs computed; the entry
+    of a metric only one of them computed is not (it shares a table on the metrics it has).
+    """
+    protocols = first.get("protocol") or {}, second.get("protocol") or {}
+    computed = [set(config.get("metrics") or ()) for config in (first, second)]
+    own = computed[0] ^ computed[1]
+    keys = sorted((set(protocols[0]) | set(protocols[1])) - own)
+    return _differing(*protocols, keys)
+
+
+def _differing(old: Mapping[str, object], new: Mapping[str, object], keys: list[str]) -> list[str]:
+    """The ``keys`` whose values differ, dotted into nested objects."""
     differences = []
-    for key in sorted(set(stored) | set(requested)):
-        if key in skip:
-            continue
-        old, new = stored.get(key), requested.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            differences += [f"{key}.{sub}" for sub in differing_fields(old, new)]
-        elif old != new:
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += [f"{key}.{sub}" for sub in _differing(a, b, sorted(set(a) | set(b)))]
+        elif a != b:
             differences.append(key)
     return differences
-
-
-def read_config(run_dir: Path) -> dict[str, object] | None:
-    """Read a run folder's ``config.json`` (``None`` when there is none)."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"corrupt {path}: {error}") from error
 
 
 def with_earlier_environments(
@@ -257,8 +272,3 @@ def with_earlier_environments(
     if not earlier:
         return requested
     return {**requested, EARLIER_ENVIRONMENTS: earlier}
-
-
-def write_config(run_dir: Path, content: dict[str, object]) -> None:
-    """Write ``config.json`` atomically."""
-    write_json(Path(run_dir) / CONFIG_FILE, content)

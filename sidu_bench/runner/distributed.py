@@ -19,16 +19,17 @@ import contextlib
 import inspect
 import logging
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+from sidu_bench.devices import local_rank, resolve_device
+from sidu_bench.runner.folder import RunFolder
 
 __all__ = [
     "DEFAULT_RANK_WAIT_S",
@@ -39,7 +40,6 @@ __all__ = [
     "finish_rank",
     "local_rank",
     "process_group",
-    "process_group_backend",
     "rank_and_world",
 ]
 
@@ -55,8 +55,6 @@ RANK_WAIT_ENV = "SIDU_BENCH_RANK_WAIT_S"
 """Environment variable overriding :data:`DEFAULT_RANK_WAIT_S` (seconds)."""
 POLL_S = 1.0
 """Seconds between two looks for done markers."""
-MARKER_DIR = ".ranks"
-"""Folder of the done markers inside a run folder (removed by rank 0 after the wait)."""
 
 
 @dataclass
@@ -93,42 +91,11 @@ def _seconds_from_env(name: str, default: float) -> float:
     return seconds
 
 
-def local_rank() -> int:
-    """This process's GPU index on its machine (0 outside torchrun)."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def rank_and_world() -> tuple[int, int]:
     """``(rank, world size)`` of this process; ``(0, 1)`` when not distributed."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def process_group_backend(device: str | torch.device) -> str:
-    """The collective backend for a run on ``device``: ``"nccl"`` for CUDA, else ``"gloo"``.
-
-    Args:
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` (CUDA when available) or a
-            :class:`torch.device`.
-
-    Example:
-        >>> process_group_backend("cuda:1"), process_group_backend("cpu")
-        ('nccl', 'gloo')
-
-    """
-    if isinstance(device, str) and device == "auto":
-        return "nccl" if torch.cuda.is_available() else "gloo"
-    return "nccl" if torch.device(device).type == "cuda" else "gloo"
-
-
-def _cuda_index(device: str | torch.device) -> int:
-    """The GPU of this rank: ``N`` for ``cuda:N``, else the local rank."""
-    if not (isinstance(device, str) and device == "auto"):
-        index = torch.device(device).index
-        if index is not None:
-            return index
-    return local_rank()
 
 
 def barrier() -> None:
@@ -151,24 +118,24 @@ def _ensure_token() -> None:
 def process_group(device: str) -> Iterator[None]:
     """Join torchrun's process group for the duration (gloo on CPU, NCCL on CUDA).
 
-    On CUDA this rank's GPU (``N`` of ``cuda:N``, else ``LOCAL_RANK``) becomes the current device
-    and is passed as ``device_id``; collectives time out after :data:`DEFAULT_TIMEOUT_S`
-    (``SIDU_BENCH_DIST_TIMEOUT_S``). Outside torchrun, or when a group exists already, nothing
-    is done.
+    The device is resolved as the run resolves it (:func:`sidu_bench.devices.resolve_device`:
+    ``auto`` and ``cuda`` mean this rank's ``LOCAL_RANK`` GPU). On CUDA the backend is NCCL and
+    the GPU becomes the current device and is passed as ``device_id``; elsewhere it is gloo.
+    Collectives time out after :data:`DEFAULT_TIMEOUT_S` (``SIDU_BENCH_DIST_TIMEOUT_S``).
+    Outside torchrun, or when a group exists already, nothing is done.
     """
     if not _launched() or dist.is_initialized():
         yield
         return
-    backend = process_group_backend(device)
+    resolved = resolve_device(device)
     options: dict[str, object] = {
-        "backend": backend,
+        "backend": "nccl" if resolved.type == "cuda" else "gloo",
         "timeout": timedelta(seconds=_seconds_from_env(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)),
     }
-    if backend == "nccl":
-        index = _cuda_index(device)
-        torch.cuda.set_device(index)
+    if resolved.type == "cuda":
+        torch.cuda.set_device(resolved.index)
         if "device_id" in inspect.signature(dist.init_process_group).parameters:
-            options["device_id"] = torch.device("cuda", index)
+            options["device_id"] = resolved
     dist.init_process_group(**options)
     try:
         _ensure_token()
@@ -178,10 +145,10 @@ def process_group(device: str) -> Iterator[None]:
         dist.destroy_process_group()
 
 
-def finish_rank(run_dir: Path) -> None:
-    """Mark this rank's items of ``run_dir`` done; on rank 0, wait until every rank has.
+def finish_rank(folder: RunFolder) -> None:
+    """Mark this rank's items of ``folder`` done; on rank 0, wait until every rank has.
 
-    Each rank writes ``run_dir/.ranks/rank-<r>.done`` holding the session token and how often it
+    Each rank writes a marker into the run folder holding the session token and how often it
     finished this folder in the session (so markers of an earlier session, or of an earlier run
     into the same folder, never count). Rank 0 then polls every :data:`POLL_S` seconds for the
     other ranks' markers, up to ``SIDU_BENCH_RANK_WAIT_S`` seconds (default
@@ -197,46 +164,24 @@ def finish_rank(run_dir: Path) -> None:
         return
     if _SESSION.token is None:
         raise RuntimeError("finish_rank needs a session token: call barrier() first on every rank")
-    key = str(Path(run_dir).resolve())
+    key = str(folder.path.resolve())
     _SESSION.finished[key] = _SESSION.finished.get(key, 0) + 1
     stamp = f"{_SESSION.token}:{_SESSION.finished[key]}"
-    folder = Path(run_dir) / MARKER_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_atomically(folder / f"rank-{rank}.done", stamp)
+    folder.write_rank_marker(rank, stamp)
     if rank != 0:
         return
     limit = _seconds_from_env(RANK_WAIT_ENV, DEFAULT_RANK_WAIT_S)
     deadline = time.monotonic() + limit
-    waiting = _unfinished(folder, world, stamp)
+    waiting = [other for other in range(world) if folder.rank_marker(other) != stamp]
     if waiting:
-        log.info("rank 0 waits for rank(s) %s to finish %s", waiting, Path(run_dir).name)
+        log.info("rank 0 waits for rank(s) %s to finish %s", waiting, folder.path.name)
     while waiting:
         if time.monotonic() >= deadline:
             raise TimeoutError(
-                f"rank(s) {', '.join(map(str, waiting))} did not finish their items of {run_dir} "
+                f"rank(s) {', '.join(map(str, waiting))} did not finish their items of {folder} "
                 f"within {limit:g} s ({RANK_WAIT_ENV}); the items done so far are stored: run "
                 "the same command again to resume and merge"
             )
         time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
-        waiting = _unfinished(folder, world, stamp)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _unfinished(folder: Path, world: int, stamp: str) -> list[int]:
-    """Ranks whose marker in ``folder`` does not (yet) hold ``stamp``."""
-    waiting = []
-    for other in range(world):
-        try:
-            found = (folder / f"rank-{other}.done").read_text()
-        except OSError:
-            found = None
-        if found != stamp:
-            waiting.append(other)
-    return waiting
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader never sees a partial file."""
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+        waiting = [other for other in waiting if folder.rank_marker(other) != stamp]
+    folder.clear_rank_markers()

@@ -4,6 +4,10 @@
 - ``figures/overlays.png``: image, ground-truth region and each explainer's map for the sample
   items whose images the run kept.
 
+Each finished item's full arrays live in ``items/``, which is not committed; what the figures
+need is kept compact (:func:`compact_arrays`: float16 curves, and for the sample items an
+8-bit image, region and maps at most :data:`SAMPLE_SIZE` pixels on a side; about 1 MB for 120
+items and six explainers) in the run folder's figure data, so a fresh clone redraws them.
 matplotlib comes with the ``plot`` extra; without it, figures are skipped with a warning.
 """
 
@@ -16,77 +20,129 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
 
-from sidu_bench.io import atomic_write_bytes
-from sidu_bench.runner.storage import ItemResult
+from sidu_bench.runner.config import RunConfig
+from sidu_bench.runner.folder import ItemResult, RunFolder
 
 log = logging.getLogger(__name__)
-FIGURES_FOLDER = "figures"
+
+SAMPLE_SIZE = 112
+"""Largest side of the sample images and maps kept for the overlay figure."""
 
 
-def pyplot_or_none() -> ModuleType | None:
-    """Return ``matplotlib.pyplot`` on the Agg backend, or ``None`` without matplotlib."""
+def pyplot_or_none(what: str) -> ModuleType | None:
+    """``matplotlib.pyplot`` on the Agg backend; without matplotlib, a warning and ``None``.
+
+    Args:
+        what: what is not drawn without matplotlib, for the warning (``"figures"``).
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        log.warning("matplotlib is not installed (pip install 'sidu-bench[plot]'): no %s", what)
         return None
     return plt
 
 
-def save_png(figure: object, path: Path) -> None:
-    """Save a matplotlib figure as PNG atomically."""
+def png_bytes(figure: object) -> bytes:
+    """A matplotlib figure as PNG bytes."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
-def write_figures(
-    run_dir: Path,
-    results: Sequence[ItemResult],
-    explainers: Sequence[str],
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    title: str,
-) -> list[Path]:
-    """Draw the run's figures into ``<run_dir>/figures``; return the files written.
+def compact_arrays(
+    result: ItemResult, mean: Sequence[float], std: Sequence[float]
+) -> dict[str, np.ndarray]:
+    """The arrays of one item that the figures need, in their compact form.
 
-    Args:
-        run_dir: the run folder.
-        results: the stored items, in evaluation order.
-        explainers: explainer labels, in table order.
-        mean: the model's normalisation mean (to show images in RGB).
-        std: the model's normalisation standard deviation.
-        title: a title naming the data set and model.
+    Curves become float16; the sample image (``image``, normalised ``[3, S, S]``) becomes
+    ``rgb`` (uint8 ``[s, s, 3]``, s <= :data:`SAMPLE_SIZE`), and each map of a sample item
+    uint8 at the same size; other items keep no map. Arrays already compact pass unchanged.
     """
-    plt = pyplot_or_none()
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in result.arrays.items():
+        if key.startswith(("insertion@", "deletion@")):
+            arrays[key] = value.astype(np.float16)
+        elif key in ("rgb", "region") or (key.startswith("map@") and value.dtype == np.uint8):
+            arrays[key] = value
+    if "image" in result.arrays:
+        image = torch.from_numpy(result.arrays["image"].astype(np.float32))
+        image = image * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+        arrays["rgb"] = _to_uint8(_shrink(image).clamp(0, 1)).permute(1, 2, 0).numpy()
+        for key, value in result.arrays.items():
+            if key.startswith("map@"):
+                shrunk = _shrink(torch.from_numpy(value.astype(np.float32))[None])[0]
+                low, high = shrunk.min(), shrunk.max()
+                scaled = (shrunk - low) / (high - low) if high > low else torch.zeros_like(shrunk)
+                arrays[key] = _to_uint8(scaled).numpy()
+    return arrays
+
+
+def _shrink(array: torch.Tensor) -> torch.Tensor:
+    """Area-downsample ``[C, H, W]`` so that its longer side is at most SAMPLE_SIZE."""
+    height, width = array.shape[-2:]
+    factor = max(height, width) / SAMPLE_SIZE
+    if factor <= 1:
+        return array
+    size = (max(1, round(height / factor)), max(1, round(width / factor)))
+    return F.interpolate(array[None], size=size, mode="area")[0]
+
+
+def _to_uint8(array: torch.Tensor) -> torch.Tensor:
+    return (array * 255).round().to(torch.uint8)
+
+
+def redraw_figures(folder: RunFolder, config: RunConfig, item_ids: Sequence[str]) -> list[Path]:
+    """Draw a run's figures from its stored items, in the order of ``item_ids``.
+
+    Figures are drawn from each item's compact arrays (:func:`compact_arrays`): its figure data,
+    else its ``items/`` file compacted, so a fresh clone draws the same figures as the run did.
+    Items with neither are left out with a warning.
+
+    Returns:
+        The files written (none without matplotlib).
+    """
+    figure_data = folder.figure_data()
+    mean, std = config.normalisation
+    items: dict[str, dict[str, np.ndarray]] = {}
+    for item_id in dict.fromkeys(item_ids):
+        stored = figure_data.get(item_id) or folder.load_item(item_id)
+        if isinstance(stored, ItemResult):
+            stored = compact_arrays(stored, mean, std)
+        if stored is not None:
+            items[item_id] = stored
+    missing = len(dict.fromkeys(item_ids)) - len(items)
+    if missing:
+        log.warning("%d items of %s have no stored arrays to draw", missing, folder)
+    plt = pyplot_or_none("figures")
     if plt is None:
-        log.warning("matplotlib is not installed (pip install 'sidu-bench[plot]'): no figures")
         return []
-    folder = Path(run_dir) / FIGURES_FOLDER
+    title = f"{config.dataset} × {config.model}"
+    figures = {
+        "curves": _curves_figure(plt, items, config.explainers, title),
+        "overlays": _overlays_figure(plt, items, config.explainers, title),
+    }
     written = []
-    curves = _curves_figure(plt, results, explainers, title)
-    if curves is not None:
-        written.append(folder / "curves.png")
-        save_png(curves, written[-1])
-        plt.close(curves)
-    overlays = _overlays_figure(plt, results, explainers, mean, std, title)
-    if overlays is not None:
-        written.append(folder / "overlays.png")
-        save_png(overlays, written[-1])
-        plt.close(overlays)
+    for name, figure in figures.items():
+        if figure is not None:
+            written.append(folder.write_figure(name, png_bytes(figure)))
+            plt.close(figure)
     return written
 
 
-def _curves_figure(plt, results, explainers, title):
+def _curves_figure(plt, items, explainers, title):
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     drawn = False
     for name, axis in zip(("insertion", "deletion"), axes, strict=True):
         for label in explainers:
-            stack = [r.arrays[f"{name}@{label}"] for r in results if f"{name}@{label}" in r.arrays]
+            key = f"{name}@{label}"
+            stack = [arrays[key] for arrays in items.values() if key in arrays]
             if not stack:
                 continue
             curve = np.mean(np.stack(stack), axis=0)
@@ -104,26 +160,19 @@ def _curves_figure(plt, results, explainers, title):
     return figure
 
 
-def _overlays_figure(plt, results, explainers, mean, std, title):
-    sample = [r for r in results if "image" in r.arrays or "rgb" in r.arrays]
+def _overlays_figure(plt, items, explainers, title):
+    sample = {item_id: arrays for item_id, arrays in items.items() if "rgb" in arrays}
     if not sample:
         return None
     columns = 1 + len(explainers)
     figure, axes = plt.subplots(
         len(sample), columns, figsize=(1.9 * columns, 1.9 * len(sample)), squeeze=False
     )
-    for row, result in enumerate(sample):
-        if "rgb" in result.arrays:
-            rgb = result.arrays["rgb"]
-        else:
-            image = result.arrays["image"].astype(np.float32)
-            rgb = np.clip(
-                image * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None], 0, 1
-            )
-            rgb = rgb.transpose(1, 2, 0)
+    for row, (item_id, arrays) in enumerate(sample.items()):
+        rgb = arrays["rgb"]
         axes[row, 0].imshow(rgb)
-        if "region" in result.arrays:
-            region = result.arrays["region"].astype(float)
+        if "region" in arrays:
+            region = arrays["region"].astype(float)
             axes[row, 0].contour(
                 np.linspace(0, rgb.shape[1] - 1, region.shape[1]),
                 np.linspace(0, rgb.shape[0] - 1, region.shape[0]),
@@ -132,18 +181,33 @@ def _overlays_figure(plt, results, explainers, mean, std, title):
                 colors="lime",
                 linewidths=1,
             )
-        axes[row, 0].set_title(result.item_id, fontsize=6)
+        axes[row, 0].set_title(item_id, fontsize=6)
         for column, label in enumerate(explainers, start=1):
             axis = axes[row, column]
             axis.imshow(rgb)
             key = f"map@{label}"
-            if key in result.arrays:
+            if key in arrays:
                 extent = (-0.5, rgb.shape[1] - 0.5, rgb.shape[0] - 0.5, -0.5)
-                saliency = result.arrays[key].astype(np.float32)
-                axis.imshow(saliency, cmap="jet", alpha=0.5, extent=extent)
+                axis.imshow(arrays[key].astype(np.float32), cmap="jet", alpha=0.5, extent=extent)
             if row == 0:
                 axis.set_title(label, fontsize=7)
     for axis in axes.ravel():
         axis.axis("off")
     figure.suptitle(title)
     return figure
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """Draw the figures of a finished run folder (``python -m sidu_bench plot``).
+
+    Items are taken in the order of the records (the evaluation order), from ``items/`` or the
+    compact figure data.
+
+    Returns:
+        The files written.
+
+    Raises:
+        FileNotFoundError: the folder is not a finished run.
+    """
+    folder = RunFolder(run_dir)
+    return redraw_figures(folder, folder.run_config(), list(folder.records()["id"]))

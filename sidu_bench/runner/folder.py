@@ -1,138 +1,444 @@
-"""A run folder: the configuration check of a resumed run, what it holds of each item, its files.
+"""The run folder: its layout, and every read and write of its files.
 
-``config.json`` is written first (rank 0) after checking that a resumed folder's stored
-configuration agrees with the requested one; finished items are read back from ``items/`` or,
-on a fresh clone, from the committed record CSV files and compact figure data; once every item
-is done the records, the unreadable-item listing, the summary and the figures are written.
+A run folder ``<out>/<dataset>-<model>/`` holds::
+
+    config.json                  the configuration, protocol and environment (written first)
+    items/<id>.npz               one finished item: its record rows and arrays (not committed)
+    items/<id>.skipped.json      an item whose image or annotation could not be read
+    records.partial[.rankR].csv  the record rows of the finished items, rewritten after each
+    figure_data[.rankR].npz      what the figures need of the finished items (curves, samples)
+    records.csv                  one row per (item, explainer) once every item is done
+    skipped.csv                  the unreadable items: id, file, reason
+    summary.csv, summary.md      the statistics, rebuilt from records.csv
+    figures/*.png                the figures
+    .ranks/rank-R.done           under torchrun: which ranks finished (removed by rank 0)
+
+:class:`RunFolder` is the only code that knows these names or opens these files. Every file is
+written atomically (:mod:`sidu_bench.io`), so a killed run never leaves a half-written one; the
+partial record and figure-data files are small enough to commit, so a run resumes from a fresh
+clone. Ids, categories and explainer labels are read back as text, exactly as written (an id
+``NA`` stays ``NA``).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sidu_bench.data import Unreadable
-from sidu_bench.errors import ParameterError
-from sidu_bench.io import atomic_write_text
-from sidu_bench.runner import distributed
-from sidu_bench.runner.config import (
-    PROTOCOL_VERSION,
-    RunConfig,
-    differing_fields,
-    read_config,
-    with_earlier_environments,
-    write_config,
+from sidu_bench.io import atomic_write_bytes, atomic_write_text, read_json, write_json
+from sidu_bench.metrics import get_metric, metric_columns
+from sidu_bench.runner.config import PROTOCOL_VERSION, READABLE_PROTOCOL_VERSIONS, RunConfig
+
+CONFIG_FILE = "config.json"
+RECORDS_FILE = "records.csv"
+PARTIAL_RECORDS = "records.partial"
+SKIPPED_FILE = "skipped.csv"
+SUMMARY_FILE = "summary.csv"
+SUMMARY_MARKDOWN = "summary.md"
+FIGURE_DATA = "figure_data"
+ITEMS_FOLDER = "items"
+FIGURES_FOLDER = "figures"
+RANKS_FOLDER = ".ranks"
+FILE_NAMES = (
+    CONFIG_FILE,
+    RECORDS_FILE,
+    PARTIAL_RECORDS,
+    SKIPPED_FILE,
+    SUMMARY_FILE,
+    SUMMARY_MARKDOWN,
+    FIGURE_DATA,
+    ITEMS_FOLDER,
+    FIGURES_FOLDER,
+    RANKS_FOLDER,
 )
-from sidu_bench.runner.storage import ItemResult, ItemStore
-from sidu_bench.runner.summarise_run import SKIPPED_COLUMNS, SKIPPED_FILE, summarise_run
-from sidu_bench.runner.summary import RECORD_COLUMNS
+"""Every name of the layout: no other module spells one (tests/test_run_folder_owner.py)."""
 
-__all__ = ["missing_labels", "prepare_folder", "stored_result", "write_outputs"]
+ITEM_COLUMNS = (
+    "id",
+    "category",
+    "label",
+    "target",
+    "predicted",
+    "predicted_prob",
+    "target_prob",
+    "explainer",
+    "center_miss",
+)
+"""The first columns of ``records.csv``: the item, its prediction and the explainer."""
+TIMING_COLUMNS = ("seconds", "metric_seconds", "backend", "device")
+"""The last columns of ``records.csv``: the costs and where they were measured."""
+TEXT_COLUMNS = ("id", "category", "explainer", "backend", "device")
+"""Record columns read as text, exactly as written."""
+SKIPPED_COLUMNS = ("id", "file", "reason")
+"""Columns of ``skipped.csv``: one row per item skipped because a file could not be read."""
+SUMMARY_INPUT_COLUMNS = ("id", "category", "explainer", "center_miss", "seconds", "metric_seconds")
+"""The item and cost columns of ``records.csv`` the summary reads."""
+_ROWS_KEY = "__rows__"
+_SEPARATOR = "|"
 
 
-def stored_result(
-    store: ItemStore,
-    csv_rows: dict[str, dict[str, dict[str, object]]],
-    item_id: str,
-    figure_data: dict[str, dict[str, np.ndarray]],
-) -> ItemResult | None:
-    """What the folder holds of an item: its ``items/`` file, else its rows in the CSV files.
+def record_columns() -> tuple[str, ...]:
+    """Columns of ``records.csv``, one row per (item, explainer).
 
-    An item known only from the committed files (a folder resumed on a fresh clone) has its
-    record rows and its compact figure arrays (:mod:`.figure_data`), which is what the records,
-    the summary and the figures need.
+    The item's, then each registered metric's (:func:`sidu_bench.metrics.metric_columns`),
+    then the costs.
     """
-    result = store.load(item_id)
-    rows = csv_rows.get(item_id, {})
-    if result is None:
-        if not rows:
-            return None
-        result = ItemResult(item_id, dict(rows))
-    for label, row in rows.items():
-        result.rows.setdefault(label, row)
-    for key, value in figure_data.get(item_id, {}).items():
-        result.arrays.setdefault(key, value)
-    return result
+    return (*ITEM_COLUMNS, *metric_columns(), *TIMING_COLUMNS)
 
 
-def missing_labels(stored: ItemResult | None, config: RunConfig) -> list[str]:
-    """Explainer labels an item still lacks (all of them when nothing of it is stored)."""
-    return [label for label in config.explainers if stored is None or label not in stored.rows]
+@dataclass
+class ItemResult:
+    """What a run keeps of one item: one record row per explainer and named arrays."""
+
+    item_id: str
+    rows: dict[str, dict[str, object]] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def prepare_folder(
-    run_dir: Path,
-    config: RunConfig,
-    setup: dict[str, object],
-    provenance: dict[str, object],
-    *,
-    fresh: bool,
-) -> None:
-    """Check a resumed folder's configuration; write ``config.json`` (rank 0).
-
-    ``setup`` (the resolved forward backend and the warm-up cost) joins the environment record;
-    ``provenance`` (where each explainer comes from, the plug-ins loaded) is descriptive.
-    """
-    rank, _ = distributed.rank_and_world()
-    requested = {**config.to_json(), **provenance}
-    requested["environment"] = {**requested["environment"], **setup}
-    if fresh and rank == 0 and run_dir.exists():
-        shutil.rmtree(run_dir)
-    distributed.barrier()
-    stored = None if fresh else read_config(run_dir)
-    if stored is not None:
-        fields = differing_fields(stored, requested)
-        if fields:
-            old_version = (stored.get("protocol") or {}).get("protocol_version")
-            version = (
-                f" (it was written under protocol_version {old_version}; this version writes "
-                f"{PROTOCOL_VERSION})"
-                if old_version != PROTOCOL_VERSION
-                else ""
-            )
-            raise ParameterError(
-                f"{run_dir} holds a run with a different configuration ({', '.join(fields)})"
-                f"{version}; use another `out`, the same options, or `fresh` to start over"
-            )
-        requested = with_earlier_environments(stored, requested)
-    distributed.barrier()
-    if rank == 0:
-        write_config(run_dir, requested)
-    distributed.barrier()
-
-
-def write_outputs(
-    run_dir: Path,
-    config: RunConfig,
-    results: Sequence[ItemResult | None],
-    *,
-    skipped: int,
-    unreadable: Sequence[Unreadable] = (),
-) -> pd.DataFrame:
-    """Write ``records.csv`` and ``skipped.csv``, then the summary and figures from them.
+class RunFolder:
+    """One run folder (see the module docstring for its layout).
 
     Args:
-        run_dir: the run folder.
-        config: the run's configuration.
-        results: the stored result of every readable item, in evaluation order.
-        skipped: items the localisation metrics skip (empty region after clipping).
-        unreadable: items left out because their image or annotation could not be read.
-
-    Returns:
-        The summary table.
+        path: the folder (it need not exist yet).
     """
-    missing = [i for i, result in enumerate(results) if result is None]
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._items = self.path / ITEMS_FOLDER
+        self._ranks = self.path / RANKS_FOLDER
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def _file(self, stem: str, suffix: str, rank: int = 0, world: int = 1) -> Path:
+        """``<stem><suffix>``, or ``<stem>.rank<R><suffix>`` for one of several ranks."""
+        return self.path / (f"{stem}{suffix}" if world == 1 else f"{stem}.rank{rank}{suffix}")
+
+    def remove(self) -> None:
+        """Delete the folder and everything in it (``--fresh``)."""
+        if self.path.exists():
+            shutil.rmtree(self.path)
+
+    # -- config.json -----------------------------------------------------------------------
+
+    def read_config(self) -> dict[str, object] | None:
+        """``config.json``'s content, or ``None`` when the folder has none.
+
+        Raises:
+            ValueError: the file is not a JSON object, or was written under a protocol version
+                this one cannot read (named).
+        """
+        path = self.path / CONFIG_FILE
+        if not path.exists():
+            return None
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"corrupt {path}: not valid UTF-8 JSON: {error}") from error
+        if not isinstance(content, dict):
+            raise ValueError(f"corrupt {path}: expected a JSON object")
+        protocol = content.get("protocol")
+        version = protocol.get("protocol_version") if isinstance(protocol, dict) else None
+        if version not in READABLE_PROTOCOL_VERSIONS:
+            raise ValueError(
+                f"{path} was written under protocol_version {version}; this sidu-bench reads "
+                f"version {', '.join(map(str, READABLE_PROTOCOL_VERSIONS))} (it writes "
+                f"{PROTOCOL_VERSION}): re-run the evaluation, or read the folder with the "
+                "sidu-bench release that wrote it"
+            )
+        return content
+
+    def config(self) -> dict[str, object]:
+        """``config.json``'s content; the folder must be a run folder.
+
+        Raises:
+            FileNotFoundError: the folder or its ``config.json`` does not exist.
+        """
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"run folder {self.path} does not exist")
+        content = self.read_config()
+        if content is None:
+            raise FileNotFoundError(f"{self.path} is not a run folder: it has no {CONFIG_FILE}")
+        return content
+
+    def run_config(self) -> RunConfig:
+        """The run's configuration, rebuilt from ``config.json``.
+
+        Raises:
+            FileNotFoundError: the folder has no ``config.json``.
+            ValueError: a field is missing or its value is not accepted (named with the file).
+        """
+        content = self.config()
+        try:
+            return RunConfig.from_json(content)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"corrupt {self.path / CONFIG_FILE}: {error}") from error
+
+    def write_config(self, content: Mapping[str, object]) -> None:
+        """Write ``config.json``."""
+        write_json(self.path / CONFIG_FILE, content)
+
+    # -- records ---------------------------------------------------------------------------
+
+    def records(self, metrics: Sequence[str] = ()) -> pd.DataFrame:
+        """``records.csv``, with the columns a run that computed ``metrics`` must have.
+
+        Raises:
+            FileNotFoundError: the folder has no ``records.csv`` (it is not finished).
+            ValueError: the file is corrupt or lacks a required column (named).
+        """
+        path = self.path / RECORDS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not a finished run folder: it has no {path.name}"
+            )
+        records = _read_records(path)
+        required = [
+            *SUMMARY_INPUT_COLUMNS,
+            *(c for name in metrics for c in get_metric(name).columns),
+        ]
+        missing = [name for name in required if name not in records.columns]
+        if missing:
+            raise ValueError(f"corrupt {path}: no {', '.join(missing)} column(s)")
+        return records
+
+    def write_records(self, rows: Sequence[Mapping[str, object]]) -> None:
+        """Write ``records.csv`` (one row per item and explainer)."""
+        self._write_rows(self.path / RECORDS_FILE, rows)
+
+    def write_partial_records(
+        self, rank: int, world: int, results: Iterable[ItemResult], labels: Sequence[str]
+    ) -> None:
+        """Write the record rows of ``labels`` of this rank's finished items."""
+        rows = [r.rows[label] for r in results for label in labels if label in r.rows]
+        self._write_rows(self._file(PARTIAL_RECORDS, ".csv", rank, world), rows)
+
+    def remove_partial_records(self) -> None:
+        """Delete the partial record files (the run is merged)."""
+        for path in self.path.glob(f"{PARTIAL_RECORDS}*.csv"):
+            path.unlink()
+
+    def record_rows(self) -> dict[str, dict[str, dict[str, object]]]:
+        """The rows the record files hold: ``{item id: {explainer label: row}}``.
+
+        Reads ``records.csv``, then every partial file; a later file's row for the same
+        (item, explainer) replaces an earlier one (the partial files are the newer).
+        """
+        paths = [self.path / RECORDS_FILE, *sorted(self.path.glob(f"{PARTIAL_RECORDS}*.csv"))]
+        rows: dict[str, dict[str, dict[str, object]]] = {}
+        for path in paths:
+            if not path.is_file():
+                continue
+            for row in _read_records(path).to_dict(orient="records"):
+                clean = {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+                rows.setdefault(str(clean["id"]), {})[str(clean["explainer"])] = clean
+        return rows
+
+    @staticmethod
+    def _write_rows(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
+        atomic_write_text(
+            path, pd.DataFrame(rows, columns=list(record_columns())).to_csv(index=False)
+        )
+
+    # -- skipped.csv -----------------------------------------------------------------------
+
+    def write_skipped(self, unreadable: Sequence[Unreadable]) -> None:
+        """Write ``skipped.csv``: the items left out because a file could not be read."""
+        listing = pd.DataFrame(
+            [(u.item_id, u.file, u.reason) for u in unreadable], columns=list(SKIPPED_COLUMNS)
+        )
+        atomic_write_text(self.path / SKIPPED_FILE, listing.to_csv(index=False))
+
+    def count_skipped(self) -> int:
+        """Rows of ``skipped.csv`` (0 without it).
+
+        Raises:
+            ValueError: the file exists but is not a CSV with the columns ``id,file,reason``.
+        """
+        path = self.path / SKIPPED_FILE
+        if not path.is_file():
+            return 0
+        skipped = _read_text_safe(path, SKIPPED_COLUMNS)
+        if list(skipped.columns) != list(SKIPPED_COLUMNS):
+            raise ValueError(
+                f"corrupt {path}: columns must be {','.join(SKIPPED_COLUMNS)}, "
+                f"got {','.join(map(str, skipped.columns))}"
+            )
+        return len(skipped)
+
+    # -- summary.csv / summary.md ----------------------------------------------------------
+
+    def write_summary(self, table: pd.DataFrame, markdown: str) -> None:
+        """Write ``summary.csv`` and ``summary.md``."""
+        atomic_write_text(self.path / SUMMARY_FILE, table.to_csv(index=False))
+        atomic_write_text(self.path / SUMMARY_MARKDOWN, markdown)
+
+    def summary(self) -> pd.DataFrame:
+        """``summary.csv`` indexed by explainer (labels as text).
+
+        Raises:
+            FileNotFoundError: the folder has no ``summary.csv`` (it is not finished).
+            ValueError: the file is corrupt.
+        """
+        path = self.path / SUMMARY_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not a finished run folder: it has no {path.name}"
+            )
+        table = _read_text_safe(path, ("explainer",))
+        if "explainer" not in table.columns:
+            raise ValueError(f"corrupt {path}: no 'explainer' column")
+        return table.set_index("explainer")
+
+    def summary_markdown(self) -> str:
+        """``summary.md``'s text."""
+        return (self.path / SUMMARY_MARKDOWN).read_text(encoding="utf-8")
+
+    # -- figures ---------------------------------------------------------------------------
+
+    def write_figure(self, name: str, png: bytes) -> Path:
+        """Write ``figures/<name>.png``; return its path."""
+        path = self.path / FIGURES_FOLDER / f"{name}.png"
+        atomic_write_bytes(path, png)
+        return path
+
+    def write_figure_data(
+        self, rank: int, world: int, arrays: Mapping[str, Mapping[str, np.ndarray]]
+    ) -> None:
+        """Write the compact figure arrays ``{item id: {key: array}}`` of this rank's items."""
+        content = {
+            f"{urllib.parse.quote(item, safe='')}{_SEPARATOR}{key}": value
+            for item, item_arrays in arrays.items()
+            for key, value in item_arrays.items()
+        }
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **content)
+        atomic_write_bytes(self._file(FIGURE_DATA, ".npz", rank, world), buffer.getvalue())
+
+    def figure_data(self) -> dict[str, dict[str, np.ndarray]]:
+        """The compact figure arrays of every rank's file: ``{item id: {key: array}}``.
+
+        Raises:
+            ValueError: a figure-data file is corrupt (named).
+        """
+        data: dict[str, dict[str, np.ndarray]] = {}
+        for path in sorted(self.path.glob(f"{FIGURE_DATA}*.npz")):
+            try:
+                with np.load(path, allow_pickle=False) as archive:
+                    for name in archive.files:
+                        item, _, key = name.partition(_SEPARATOR)
+                        data.setdefault(urllib.parse.unquote(item), {})[key] = archive[name]
+            except (OSError, ValueError) as error:
+                raise ValueError(f"corrupt figure data {path}: {error}; delete it") from error
+        return data
+
+    # -- items/ ----------------------------------------------------------------------------
+
+    def has_items(self) -> bool:
+        """Whether the folder holds per-item files (a clone of a committed run has none)."""
+        return self._items.is_dir()
+
+    def _item_file(self, item_id: str, suffix: str) -> Path:
+        return self._items / f"{urllib.parse.quote(item_id, safe='')}{suffix}"
+
+    def load_item(self, item_id: str) -> ItemResult | None:
+        """One item's stored result, or ``None`` if it has none yet.
+
+        Raises:
+            ValueError: the item's file is corrupt (named, with what to do).
+        """
+        path = self._item_file(item_id, ".npz")
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files if key != _ROWS_KEY}
+                rows = json.loads(str(archive[_ROWS_KEY]))
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(
+                f"corrupt item file {path}: {error}; delete it to recompute"
+            ) from error
+        return ItemResult(item_id, rows, arrays)
+
+    def save_item(self, result: ItemResult) -> None:
+        """Write one item's result (replacing an earlier, smaller one)."""
+        buffer = io.BytesIO()
+        rows = np.array(json.dumps(result.rows))
+        np.savez_compressed(buffer, **{_ROWS_KEY: rows}, **result.arrays)
+        atomic_write_bytes(self._item_file(result.item_id, ".npz"), buffer.getvalue())
+
+    def save_unreadable(self, unreadable: Unreadable) -> None:
+        """Record that an item could not be read (file and reason); it is retried on resume."""
+        content = {"id": unreadable.item_id, "file": unreadable.file, "reason": unreadable.reason}
+        write_json(self._item_file(unreadable.item_id, ".skipped.json"), content)
+
+    def load_unreadable(self, item_id: str) -> Unreadable | None:
+        """The unreadable-item record of ``item_id``, or ``None`` when it was read."""
+        path = self._item_file(item_id, ".skipped.json")
+        if not path.exists():
+            return None
+        content = read_json(path, "skipped-item record")
+        return Unreadable(str(content["id"]), str(content["file"]), str(content["reason"]))
+
+    def clear_unreadable(self, item_id: str) -> None:
+        """Forget an earlier failure to read ``item_id`` (it was read this time)."""
+        self._item_file(item_id, ".skipped.json").unlink(missing_ok=True)
+
+    # -- .ranks/ ---------------------------------------------------------------------------
+
+    def write_rank_marker(self, rank: int, stamp: str) -> None:
+        """Mark that ``rank`` finished its items, with the session's ``stamp``."""
+        atomic_write_text(self._ranks / f"rank-{rank}.done", stamp)
+
+    def rank_marker(self, rank: int) -> str | None:
+        """The stamp of ``rank``'s marker, or ``None`` when it has none."""
+        try:
+            return (self._ranks / f"rank-{rank}.done").read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    def clear_rank_markers(self) -> None:
+        """Delete the rank markers (every rank has finished)."""
+        shutil.rmtree(self._ranks, ignore_errors=True)
+
+
+def _read_text_safe(path: Path, text_columns: Sequence[str]) -> pd.DataFrame:
+    """Read a CSV whose ``text_columns`` stay text as written; elsewhere only ``""`` is missing.
+
+    pandas would read ``NA``, ``None``, ``nan`` or ``null`` as missing even with ``dtype=str``.
+
+    Raises:
+        ValueError: the file is corrupt (named).
+    """
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+        return pd.read_csv(
+            path,
+            dtype={name: str for name in text_columns if name in header},
+            keep_default_na=False,
+            na_values={name: [""] for name in header if name not in text_columns},
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"corrupt {path}: {error}") from error
+
+
+def _read_records(path: Path) -> pd.DataFrame:
+    """A records CSV: text columns as written, only numeric columns' empty fields missing.
+
+    Raises:
+        ValueError: the file is corrupt or has no ``id``/``explainer`` column.
+    """
+    records = _read_text_safe(path, TEXT_COLUMNS)
+    missing = [name for name in ("id", "explainer") if name not in records.columns]
     if missing:
-        raise RuntimeError(f"{len(missing)} items have no stored result in {run_dir}/items")
-    rows = [result.rows[label] for result in results for label in config.explainers]
-    records = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
-    atomic_write_text(run_dir / "records.csv", records.to_csv(index=False))
-    listing = pd.DataFrame(
-        [(u.item_id, u.file, u.reason) for u in unreadable], columns=list(SKIPPED_COLUMNS)
-    )
-    atomic_write_text(run_dir / SKIPPED_FILE, listing.to_csv(index=False))
-    return summarise_run(run_dir, localisation_skipped=skipped)
+        raise ValueError(f"corrupt {path}: no {', '.join(missing)} column(s)")
+    return records

@@ -4,62 +4,55 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from sidu.engine import forward_context
+from sidu.engine import forward_context, synchronize
 from sidu.scores import class_probabilities
 from sidu_bench.data import Item
 from sidu_bench.metrics import (
     ScoredItem,
     ScoringSettings,
     get_metric,
-    list_metrics,
     pointing_game,
     registered_metrics,
 )
-from sidu_bench.metrics.registry import NameView
-from sidu_bench.perf import synchronize
-from sidu_bench.runner.storage import ItemResult
-
-METRICS = NameView(list_metrics)
-"""Metric names accepted by ``--metrics`` (the registered metrics, :mod:`sidu_bench.metrics`)."""
+from sidu_bench.runner.folder import ItemResult
 
 
 @dataclass(frozen=True)
 class ItemContext:
-    """What evaluating an item needs besides the item: model, explainers and the protocol."""
+    """What evaluating an item needs besides the item: model, explainers and the protocol.
+
+    Attributes:
+        model: the classifier, in eval mode, on ``device``.
+        device: where the item is computed.
+        explainers: the explainers by label.
+        center: the center baseline (for the center-miss flag).
+        metrics: the metrics to compute.
+        target_rule: ``pred`` or ``label``.
+        scoring: what the metrics read (:meth:`~sidu_bench.runner.RunConfig.scoring`).
+        backend_name: the engine that runs the perturbation forwards (recorded per row).
+        keep_image: keep the item's image and region for the figures.
+    """
 
     model: nn.Module
     device: torch.device
-    dtype: torch.dtype | None
     explainers: Mapping[str, object]
     center: object
     metrics: Sequence[str]
     target_rule: str
-    tolerance: float | None
-    steps: int
-    step: int | None
-    batch_size: int | None
-    backend: str = "torch"
+    scoring: ScoringSettings
     backend_name: str = "torch"
-    precision: str = "ieee"
     keep_image: bool = False
-
-    @property
-    def scoring(self) -> ScoringSettings:
-        """The settings the metrics read (this context's fields of the same names)."""
-        return ScoringSettings(
-            **{item.name: getattr(self, item.name) for item in fields(ScoringSettings)}
-        )
 
 
 def _predict(context: ItemContext, image: torch.Tensor) -> tuple[int, float, torch.Tensor]:
     """Return the predicted class, its probability and all probabilities (float64)."""
-    with forward_context(context.device, context.dtype):
+    with forward_context(context.device, context.scoring.dtype):
         logits = context.model(image)
     probabilities = class_probabilities(logits)[0]
     predicted = int(probabilities.argmax())
@@ -90,9 +83,8 @@ def _score(
         for metric in registered_metrics()
         for column, default in metric.columns.items()
     }
-    settings = context.scoring
     for name in context.metrics:
-        score = get_metric(name).evaluate(item, settings)
+        score = get_metric(name).evaluate(item, context.scoring)
         values.update(score.values)
         for key, curve in score.curves.items():
             result.arrays[f"{key}@{label}"] = curve.cpu().numpy()
@@ -101,10 +93,11 @@ def _score(
 
 def center_miss(context: ItemContext, item: Item, image: torch.Tensor) -> bool:
     """Whether the center baseline's point misses the item's region (False when unscorable)."""
-    if item.region is None or context.tolerance is None:
+    tolerance = context.scoring.tolerance
+    if item.region is None or tolerance is None:
         return False
     maps = context.center(image, torch.zeros(1, dtype=torch.long, device=image.device), [item.id])
-    hits, valid = pointing_game(maps.cpu(), [item.region], tolerance=context.tolerance)
+    hits, valid = pointing_game(maps.cpu(), [item.region], tolerance=tolerance)
     return bool(valid[0]) and not bool(hits[0])
 
 

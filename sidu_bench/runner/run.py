@@ -1,14 +1,12 @@
 """Run one (data set, model) evaluation into its run folder: resumable, shardable, atomic.
 
 The runner is the one place that wires data sets, models, explainers and metrics together:
-:func:`evaluate` = :func:`build_run`, :func:`prepare_run`, :func:`run_items`, :func:`merge_run`
-(the folder's files: :mod:`.folder`).
-A run folder ``<out>/<dataset>-<model>/`` holds ``config.json`` (written first), ``items/`` (one
-atomic file per finished item), and, once every item is done, ``records.csv``, ``skipped.csv``
-(items whose image or annotation could not be read: id, file, reason), ``summary.csv``,
-``summary.md`` and ``figures/``. Re-running into the folder resumes: finished (item, explainer)
-pairs are read back, not recomputed; unreadable items are tried again. Under ``torchrun`` every
-rank evaluates its share of the items and rank 0 merges and summarises.
+:func:`evaluate` = :func:`build_run`, :func:`prepare_run`, :func:`run_items`, :func:`merge_run`.
+A run folder ``<out>/<dataset>-<model>/`` (its layout: :mod:`.folder`) gets its configuration
+first, then one file per finished item, and once every item is done the records, the list of
+unreadable items, the summary and the figures. Re-running into the folder resumes: finished
+(item, explainer) pairs are read back, not recomputed; unreadable items are tried again. Under
+``torchrun`` every rank evaluates its share of the items and rank 0 merges and summarises.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sidu.backends import resolve_backend
-from sidu.engine import forward_context
+from sidu.engine import forward_context, synchronize
 from sidu.precision import fp32_precision
 from sidu_bench import plugins
 from sidu_bench.data import (
@@ -35,24 +33,17 @@ from sidu_bench.data import (
     dataset_info,
     get_dataset,
 )
+from sidu_bench.devices import resolve_device
 from sidu_bench.errors import ParameterError
 from sidu_bench.explainers import Explainer, get_explainer
+from sidu_bench.metrics import list_metrics
 from sidu_bench.models import ModelSpec, get_model
-from sidu_bench.perf import synchronize
 from sidu_bench.runner import distributed
-from sidu_bench.runner.config import RunConfig
-from sidu_bench.runner.figure_data import figure_data_path, read_figure_data, write_figure_data
-from sidu_bench.runner.folder import missing_labels, prepare_folder, stored_result, write_outputs
-from sidu_bench.runner.item_eval import METRICS, ItemContext, evaluate_item
-from sidu_bench.runner.storage import (
-    PARTIAL_PATTERN,
-    ItemResult,
-    ItemStore,
-    partial_records_path,
-    read_record_rows,
-    write_record_rows,
-)
-from sidu_bench.runner.summary import RECORD_COLUMNS
+from sidu_bench.runner.config import RunConfig, differing_fields, with_earlier_environments
+from sidu_bench.runner.figures import compact_arrays
+from sidu_bench.runner.folder import ItemResult, RunFolder
+from sidu_bench.runner.item_eval import ItemContext, evaluate_item
+from sidu_bench.runner.summarise import summarise_run
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +51,6 @@ ETA_LOG_SECONDS = 60.0
 """Without a progress bar, progress and the time left are logged at most this often."""
 SAMPLE_IMAGES = 6
 """How many items (the first of the evaluation order) keep their image for the figures."""
-CONTEXT_FIELDS = ("metrics", "tolerance", "steps", "step", "batch_size", "backend", "precision")
-"""Run configuration fields an item's :class:`ItemContext` takes as they are."""
 
 
 @dataclass(frozen=True)
@@ -75,32 +64,6 @@ class RunOutcome:
 def run_folder_name(dataset: str, model: str) -> str:
     """``<dataset>-<model>`` with characters unsafe in file names replaced."""
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", f"{dataset}-{model}")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
-
-    Under torchrun, ``auto`` and ``cuda`` mean this rank's local GPU; ``cuda:N`` is taken as given.
-
-    Raises:
-        ParameterError: another name, or CUDA requested where none is available.
-    """
-    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
-        raise ParameterError(f"`device` must be auto, cpu, cuda or cuda:N, got {name!r}")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ParameterError(f"`device` {name!r} was requested but no CUDA device is available")
-    if name == "cuda":
-        return torch.device("cuda", distributed.local_rank())
-    index = int(name.split(":")[1])
-    if index >= torch.cuda.device_count():
-        raise ParameterError(
-            f"`device` {name!r}: only {torch.cuda.device_count()} CUDA device(s) are available"
-        )
-    return torch.device("cuda", index)
 
 
 def choose_model(dataset: str, model: str | None) -> tuple[str, str]:
@@ -150,21 +113,19 @@ class BuiltRun:
     Attributes:
         config: the configuration completed from the model and data set (model name and why,
             layer, tolerance, input size, normalisation, canonical explainer labels, device).
-        spec: the model.
         model: the network on its device, in eval mode.
         device: the device the run computes on.
         dataset: the data set, preprocessed for the model.
         explainers: the explainers by canonical label.
-        run_dir: the run folder.
+        folder: the run folder.
     """
 
     config: RunConfig
-    spec: ModelSpec
     model: nn.Module
     device: torch.device
     dataset: ItemDataset
     explainers: dict[str, Explainer]
-    run_dir: Path
+    folder: RunFolder
 
 
 @dataclass
@@ -174,7 +135,6 @@ class PreparedRun:
     Attributes:
         context: what evaluating an item needs besides the item.
         order: the evaluation order of the whole run (data set indices).
-        store: the run folder's ``items/``.
         rank: this process's rank.
         world: the number of ranks.
         finished: this rank's items already stored, by id.
@@ -184,7 +144,6 @@ class PreparedRun:
 
     context: ItemContext
     order: list[int]
-    store: ItemStore
     rank: int
     world: int
     finished: dict[str, ItemResult]
@@ -229,10 +188,10 @@ def evaluate(
     run = build_run(config, out, strict=strict, allow_model_mismatch=allow_model_mismatch)
     prepared = prepare_run(run, fresh=fresh)
     run_items(run, prepared, progress=progress, strict=strict)
-    distributed.finish_rank(run.run_dir)
+    distributed.finish_rank(run.folder)
     if prepared.rank != 0:
-        return RunOutcome(run.run_dir, None)
-    return RunOutcome(run.run_dir, merge_run(run, prepared))
+        return RunOutcome(run.folder.path, None)
+    return RunOutcome(run.folder.path, merge_run(run, prepared))
 
 
 def build_run(
@@ -246,11 +205,12 @@ def build_run(
             labels are not the model's.
         UnreadableItemError: ``strict`` and an item was left out when the data set was listed.
     """
-    unknown = [name for name in config.metrics if name not in METRICS]
+    known = list_metrics()
+    unknown = [name for name in config.metrics if name not in known]
     if unknown:
         raise ParameterError(
             f"unknown metric(s) {', '.join(map(repr, unknown))}; `metrics` takes a "
-            f"comma-separated subset of {', '.join(METRICS)}"
+            f"comma-separated subset of {', '.join(known)}"
         )
     device = resolve_device(config.device)
     model_name, reason = choose_model(config.dataset, config.model)
@@ -296,50 +256,109 @@ def build_run(
         mean=spec.mean,
         std=spec.std,
     )
-    run_dir = Path(out) / run_folder_name(config.dataset, spec.name)
-    return BuiltRun(completed, spec, model, device, dataset, explainers, run_dir)
+    folder = RunFolder(Path(out) / run_folder_name(config.dataset, spec.name))
+    return BuiltRun(completed, model, device, dataset, explainers, folder)
 
 
 def prepare_run(run: BuiltRun, *, fresh: bool = False) -> PreparedRun:
-    """Warm the forwards up, check or write ``config.json``, and find this rank's work left.
+    """Warm the forwards up, check or write the folder's configuration, find this rank's work.
 
     Raises:
         ParameterError: the folder holds a run with a different configuration (``fresh``
             starts over).
     """
-    config = run.config
-    setup = prepare_forward(run.model, run.spec, run.device, config)
+    config, folder = run.config, run.folder
+    setup = prepare_forward(run.model, run.device, config)
     provenance = {
         "explainer_provenance": {
             label: plugins.provenance(e) for label, e in run.explainers.items()
         },
         "plugins": [asdict(p) for p in plugins.loaded_plugins()],
     }
-    prepare_folder(run.run_dir, config, setup, provenance, fresh=fresh)
+    requested = {**config.to_json(), **provenance}
+    requested["environment"] = {**requested["environment"], **setup}
+    prepare_folder(folder, requested, fresh=fresh)
     context = ItemContext(
         model=run.model,
         device=run.device,
-        dtype=config.forward_dtype,
         explainers=run.explainers,
         center=get_explainer("center", run.model, config.layer, seed=config.seed),
+        metrics=config.metrics,
         target_rule=config.target,
+        scoring=config.scoring(),
         backend_name=str(setup["backend"]["name"]),
-        **{name: getattr(config, name) for name in CONTEXT_FIELDS},
     )
     order = run.dataset.order(limit=config.limit, seed=config.seed)
-    store = ItemStore(run.run_dir)
     rank, world = distributed.rank_and_world()
     _log_header(config, run.dataset, setup, len(order), world)
     mine = list(zip(range(rank, len(order), world), order[rank::world], strict=True))
-    csv_rows, figure_data = read_record_rows(run.run_dir), read_figure_data(run.run_dir)
+    stored = StoredItems(folder)
     finished = {}
     for _, index in mine:
-        stored = stored_result(store, csv_rows, run.dataset.item_ids[index], figure_data)
-        if stored is not None:
-            finished[stored.item_id] = stored
+        result = stored.get(run.dataset.item_ids[index])
+        if result is not None:
+            finished[result.item_id] = result
     item_ids = run.dataset.item_ids
     pending = [(p, i) for p, i in mine if missing_labels(finished.get(item_ids[i]), config)]
-    return PreparedRun(context, order, store, rank, world, finished, pending, len(mine))
+    return PreparedRun(context, order, rank, world, finished, pending, len(mine))
+
+
+def prepare_folder(folder: RunFolder, requested: dict[str, object], *, fresh: bool) -> None:
+    """Check a resumed folder's configuration against ``requested``; write it (rank 0).
+
+    Raises:
+        ParameterError: the stored configuration differs in a field that changes numbers.
+    """
+    rank, _ = distributed.rank_and_world()
+    if fresh and rank == 0:
+        folder.remove()
+    distributed.barrier()
+    stored = None if fresh else folder.read_config()
+    if stored is not None:
+        fields = differing_fields(stored, requested)
+        if fields:
+            raise ParameterError(
+                f"{folder} holds a run with a different configuration ({', '.join(fields)}); "
+                "use another `out`, the same options, or `fresh` to start over"
+            )
+        requested = with_earlier_environments(stored, requested)
+    distributed.barrier()
+    if rank == 0:
+        folder.write_config(requested)
+    distributed.barrier()
+
+
+class StoredItems:
+    """What a run folder holds of its items: ``items/`` files, else the committed CSV rows.
+
+    An item known only from the committed files (a folder resumed on a fresh clone) has its
+    record rows and its compact figure arrays, which is what the records, the summary and the
+    figures need.
+    """
+
+    def __init__(self, folder: RunFolder) -> None:
+        self.folder = folder
+        self.rows = folder.record_rows()
+        self.figure_data = folder.figure_data()
+
+    def get(self, item_id: str) -> ItemResult | None:
+        """The item's stored result, or ``None`` when nothing of it is stored."""
+        result = self.folder.load_item(item_id)
+        rows = self.rows.get(item_id, {})
+        if result is None:
+            if not rows:
+                return None
+            result = ItemResult(item_id, dict(rows))
+        for label, row in rows.items():
+            result.rows.setdefault(label, row)
+        for key, value in self.figure_data.get(item_id, {}).items():
+            result.arrays.setdefault(key, value)
+        return result
+
+
+def missing_labels(stored: ItemResult | None, config: RunConfig) -> list[str]:
+    """Explainer labels an item still lacks (all of them when nothing of it is stored)."""
+    return [label for label in config.explainers if stored is None or label not in stored.rows]
 
 
 def run_items(
@@ -349,12 +368,11 @@ def run_items(
 
     An unreadable item is recorded and skipped (``strict``: raised).
     """
-    config, dataset, store = run.config, run.dataset, prepared.store
+    config, dataset, folder = run.config, run.dataset, run.folder
     rank, world, finished = prepared.rank, prepared.world, prepared.finished
-    partial = partial_records_path(run.run_dir, rank, world)
-    compact = figure_data_path(run.run_dir, rank, world)
     mean, std = config.normalisation
-    name, todo = run.run_dir.name, len(prepared.pending)
+    compact = {item_id: compact_arrays(r, mean, std) for item_id, r in finished.items()}
+    name, todo = folder.path.name, len(prepared.pending)
     bar = tqdm(
         prepared.pending,
         desc=f"{name} [rank {rank}]" if world > 1 else name,
@@ -374,15 +392,16 @@ def run_items(
                 if strict:
                     raise
                 log.warning("skipping unreadable item: %s", error)
-                store.save_skipped(Unreadable.from_error(error))
+                folder.save_unreadable(Unreadable.from_error(error))
                 continue
-            store.clear_skipped(item_id)
+            folder.clear_unreadable(item_id)
             keep = replace(prepared.context, keep_image=position < SAMPLE_IMAGES)
             result = evaluate_item(keep, item, missing_labels(stored, config), stored)
-            store.save(result)
+            folder.save_item(result)
             finished[item_id] = result
-            write_record_rows(partial, finished.values(), config.explainers, RECORD_COLUMNS)
-            write_figure_data(compact, finished.values(), mean, std)
+            compact[item_id] = compact_arrays(result, mean, std)
+            folder.write_partial_records(rank, world, finished.values(), config.explainers)
+            folder.write_figure_data(rank, world, compact)
             now = time.perf_counter()
             if bar.disable and (done in (1, todo) or now - logged > ETA_LOG_SECONDS):
                 _log_eta(name, done, todo, now - started)
@@ -396,25 +415,29 @@ def merge_run(run: BuiltRun, prepared: PreparedRun) -> pd.DataFrame:
 
     Returns:
         The summary table.
+
+    Raises:
+        RuntimeError: an item of the order has no stored result.
     """
-    dataset, store = run.dataset, prepared.store
+    dataset, folder = run.dataset, run.folder
     unreadable = list(dataset.unreadable)
-    csv_rows, figure_data = read_record_rows(run.run_dir), read_figure_data(run.run_dir)
-    results, readable = [], []
+    stored = StoredItems(folder)
+    rows, readable = [], []
     for index in prepared.order:
         item_id = dataset.item_ids[index]
-        skipped = store.load_skipped(item_id)
+        skipped = folder.load_unreadable(item_id)
         if skipped is not None:
             unreadable.append(skipped)
-        else:
-            results.append(stored_result(store, csv_rows, item_id, figure_data))
-            readable.append(index)
-    localisation_skips = dataset.skipped_among(readable).count
-    summary = write_outputs(
-        run.run_dir, run.config, results, skipped=localisation_skips, unreadable=unreadable
-    )
-    for path in run.run_dir.glob(PARTIAL_PATTERN):
-        path.unlink()
+            continue
+        result = stored.get(item_id)
+        if result is None:
+            raise RuntimeError(f"item {item_id!r} has no stored result in {folder}")
+        rows += [result.rows[label] for label in run.config.explainers]
+        readable.append(index)
+    folder.write_records(rows)
+    folder.write_skipped(unreadable)
+    summary = summarise_run(folder, localisation_skipped=dataset.skipped_among(readable).count)
+    folder.remove_partial_records()
     return summary
 
 
@@ -431,9 +454,7 @@ def _log_eta(name: str, done: int, total: int, elapsed: float) -> None:
     )
 
 
-def prepare_forward(
-    model: nn.Module, spec: ModelSpec, device: torch.device, config: RunConfig
-) -> dict[str, object]:
+def prepare_forward(model: nn.Module, device: torch.device, config: RunConfig) -> dict[str, object]:
     """Resolve the forward backend and warm the model up before the first timed item.
 
     The ONNX Runtime export (when the backend resolves to it) and a warm-up forward of each
@@ -444,7 +465,7 @@ def prepare_forward(
         ``{"backend": {"requested", "name", "reason", "setup_seconds"}, "warmup_seconds"}``.
     """
     generator = torch.Generator().manual_seed(config.seed)
-    size = spec.input_size
+    size = config.input_size
     example = torch.randn(2, 3, size, size, generator=generator).to(device)
     dtype = config.forward_dtype
     with fp32_precision(config.precision):
@@ -469,26 +490,17 @@ def prepare_forward(
 
 
 def _log_header(
-    config: RunConfig, dataset: object, setup: dict[str, object], n_items: int, world: int
+    config: RunConfig, dataset: ItemDataset, setup: dict[str, object], n_items: int, world: int
 ) -> None:
     """Log the run header: data, model and why, backend, device, item and skip counts."""
     backend = setup["backend"]
     fallback = f" (auto fell back: {backend['reason']})" if backend["reason"] else ""
+    ranks = f" over {world} ranks" if world > 1 else ""
     log.info(
-        "%s x %s: model %s because it is %s; %d items%s; device %s, %s backend%s, dtype %s, "
-        "precision %s; %d unreadable item(s) left out at listing",
-        config.dataset,
-        config.model,
-        config.model,
-        config.model_reason,
-        n_items,
-        f" over {world} ranks" if world > 1 else "",
-        config.device,
-        backend["name"],
-        fallback,
-        config.dtype,
-        config.precision,
-        len(getattr(dataset, "unreadable", ())),
+        f"{config.dataset} x {config.model}: model {config.model} because it is "
+        f"{config.model_reason}; {n_items} items{ranks}; device {config.device}, "
+        f"{backend['name']} backend{fallback}, dtype {config.dtype}, precision {config.precision}; "
+        f"{len(dataset.unreadable)} unreadable item(s) left out at listing"
     )
 
 

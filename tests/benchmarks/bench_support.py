@@ -19,7 +19,7 @@ import torch
 from sidu.backends import resolve_backend
 from sidu.precision import DTYPES
 from sidu_bench.bench import ProbeRequest, build_case, measure, method_call
-from sidu_bench.perf import Ceiling, best_forward_ceiling, time_call
+from sidu_bench.bench.perf import Ceiling, best_forward_ceiling, time_call
 
 CPU_MODELS = ("resnet18", "efficientnet_lite0", "synthetic_cnn")
 CUDA_MODELS = ("resnet18", "resnet50", "vgg19", "efficientnet_lite0")

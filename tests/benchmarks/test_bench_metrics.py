@@ -6,7 +6,7 @@ image hardly depends on the number of steps. Throughput is counted in
 forwarded images per second; the ceiling is the model's best plain batched forward throughput
 over engines (on the CPU torch eager, channels-last and ONNX Runtime) and batch sizes (up to 64
 on the CPU, 512 on CUDA), measured in the same run on the same device
-(:func:`sidu_bench.perf.best_forward_ceiling`). On the CPU the batched protocol runs again on
+(:func:`sidu_bench.bench.perf.best_forward_ceiling`). On the CPU the batched protocol runs again on
 ONNX Runtime (``backend="onnxruntime"``, set up outside the timing), reports its speed-up over
 the torch run and agrees with it within 1e-5 in every AUC. Run with
 ``pytest tests/benchmarks/test_bench_metrics.py --benchmark-only``.
@@ -21,8 +21,8 @@ import torchvision
 from torch import nn
 
 from sidu.backends import resolve_backend
+from sidu_bench.bench.perf import Ceiling, best_forward_ceiling
 from sidu_bench.metrics import insertion_deletion, rise_blur
-from sidu_bench.perf import Ceiling, best_forward_ceiling
 
 SIZE = 224
 STEPS = {"cpu": 112, "cuda": 224}

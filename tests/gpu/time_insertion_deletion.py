@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 
-from sidu.engine import forward_context
+from sidu.engine import forward_context, synchronize
 from sidu.precision import fp32_precision
 from sidu_bench.bench.cases import build_case
 from sidu_bench.metrics import insertion_deletion
-from sidu_bench.perf import synchronize
 
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PLAIN_BATCH = 512

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sidu.backends import resolve_backend
-from sidu.engine import forward_context
+from sidu.engine import forward_context, synchronize
 from sidu.precision import fp32_precision
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
     "ceiling_batch_sizes",
     "ceiling_engines",
     "engine_throughput",
-    "forward_ceiling",
-    "synchronize",
     "time_call",
 ]
 
@@ -87,12 +85,6 @@ class CeilingEngine:
     forward: Callable[[torch.Tensor], object]
     channels_last: bool = False
     setup_seconds: float = 0.0
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued work on ``device`` (a no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_call(function: Callable[[], object], device: torch.device) -> float:
@@ -167,7 +159,6 @@ def ceiling_engines(
     image: torch.Tensor,
     *,
     dtype: torch.dtype | None = None,
-    onnxruntime: bool = True,
 ) -> tuple[list[CeilingEngine], dict[str, str]]:
     """The engines a ceiling compares on ``image``'s device, and those left out with the reason.
 
@@ -180,7 +171,6 @@ def ceiling_engines(
         model: the network, in eval mode on the image's device.
         image: one input ``[1, C, H, W]``.
         dtype: the autocast dtype of the forwards, if any (ONNX Runtime runs float32 only).
-        onnxruntime: whether to consider ONNX Runtime at all.
 
     Returns:
         ``(engines, skipped)``: the engines, and ``{name: why it is not among them}``.
@@ -190,7 +180,7 @@ def ceiling_engines(
         CeilingEngine("torch-channels-last", model, channels_last=True),
     ]
     skipped: dict[str, str] = {}
-    if not onnxruntime or image.device.type != "cpu":
+    if image.device.type != "cpu":
         return engines, skipped
     start = time.perf_counter()
     try:
@@ -254,43 +244,6 @@ def best_forward_ceiling(
         by_engine=by_engine,
         setup_seconds={e.name: e.setup_seconds for e in engines},
         skipped=skipped,
-    )
-
-
-def forward_ceiling(
-    model: nn.Module,
-    image: torch.Tensor,
-    *,
-    batch_sizes: Sequence[int] | None = None,
-    dtype: torch.dtype | None = None,
-    min_seconds: float = 1.0,
-    channels_last: bool = False,
-) -> Ceiling:
-    """Measure the best plain batched torch forward throughput of ``model`` on copies of ``image``.
-
-    One engine only (torch eager, or channels-last inputs); :func:`best_forward_ceiling`
-    compares engines. The model must already be in eval mode on the image's device.
-
-    Args:
-        model: the network.
-        image: one input ``[1, C, H, W]``.
-        batch_sizes: the batch sizes to try (default: :func:`ceiling_batch_sizes`).
-        dtype: ``torch.bfloat16``/``torch.float16`` to measure under autocast.
-        min_seconds: least time spent per batch size.
-        channels_last: feed the batch in channels-last memory format.
-
-    Returns:
-        The :class:`Ceiling`.
-    """
-    name = "torch-channels-last" if channels_last else "torch"
-    engine = CeilingEngine(name, model, channels_last=channels_last)
-    return best_forward_ceiling(
-        model,
-        image,
-        dtype=dtype,
-        batch_sizes=batch_sizes,
-        min_seconds=min_seconds,
-        engines=[engine],
     )
 
 

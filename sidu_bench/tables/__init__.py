@@ -1,0 +1,1 @@
+"""The tables of a run and of a report: their statistics (:mod:`.statistics`) and Markdown."""
