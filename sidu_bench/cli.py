@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
         help='JSON file with a "tolerances" object {METRIC: VALUE}, '
         "e.g. results/gates/faithfulness.json",
     )
+    compare.add_argument(
+        "--allow-mixed-protocols",
+        action="store_true",
+        help="compare runs of different protocols, data sets or models anyway (marked)",
+    )
     _add_import_option(compare)
 
     plot = commands.add_parser("plot", help="draw a finished run folder's figures from its items")
@@ -331,7 +336,12 @@ def _compare(args: argparse.Namespace) -> int:
     _load_plugins(args)
     tolerances = load_tolerance_file(args.tolerance_file) if args.tolerance_file else {}
     tolerances.update(parse_tolerances(args.tolerance))
-    passed, report = compare_runs(args.new_run, args.baseline_run, tolerances)
+    passed, report = compare_runs(
+        args.new_run,
+        args.baseline_run,
+        tolerances,
+        allow_mixed_protocols=args.allow_mixed_protocols,
+    )
     print(report)
     return 0 if passed else 1
 
@@ -434,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         message = error.spelled(flag) if isinstance(error, NamedParameterError) else str(error)
         print(f"error: {message}", file=sys.stderr)
         return 2

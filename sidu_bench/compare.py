@@ -20,6 +20,7 @@ import pandas as pd
 
 from sidu_bench.io import read_json
 from sidu_bench.metrics import summary_statistics
+from sidu_bench.runner.config import check_protocols
 from sidu_bench.runner.folder import RunFolder
 
 DEFAULT_TOLERANCE = 1e-6
@@ -180,10 +181,28 @@ def format_comparison(cells: list[Comparison]) -> str:
 
 
 def compare_runs(
-    new_run: Path, baseline_run: Path, tolerances: dict[str, float]
+    new_run: Path,
+    baseline_run: Path,
+    tolerances: dict[str, float],
+    *,
+    allow_mixed_protocols: bool = False,
 ) -> tuple[bool, str]:
-    """Compare two run folders; return ``(passed, report)``."""
-    cells = compare_summaries(
-        RunFolder(new_run).summary(), RunFolder(baseline_run).summary(), tolerances
+    """Compare two run folders; return ``(passed, report)``.
+
+    The runs must share the data set, the model and the protocol (the run-wide fields and the
+    entries of the metrics both computed), as runs that share a report table do.
+
+    Raises:
+        ParameterError: they differ (the fields named), unless ``allow_mixed_protocols``; then
+            the report starts with a warning naming them.
+    """
+    new, baseline = RunFolder(new_run), RunFolder(baseline_run)
+    mismatches = check_protocols(
+        [(baseline, baseline.config()), (new, new.config())],
+        allow_mixed=allow_mixed_protocols,
+        purpose="be compared",
+        also=("dataset", "model"),
     )
-    return not any(cell.failed for cell in cells), format_comparison(cells)
+    cells = compare_summaries(new.summary(), baseline.summary(), tolerances)
+    warning = [f"WARNING: mixed protocols: {line}" for line in mismatches]
+    return not any(cell.failed for cell in cells), "\n".join([*warning, format_comparison(cells)])

@@ -17,12 +17,18 @@ from pathlib import Path
 
 import torch
 
+from sidu_bench.errors import ParameterError
+
 __all__ = [
+    "FORMULA_PREFIXES",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_writable_folder",
     "environment",
+    "escape_cell",
     "installed_version",
     "read_json",
+    "unescape_cell",
     "write_json",
 ]
 
@@ -39,19 +45,96 @@ VERSIONED_PACKAGES = (
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed into place."""
+    """Write ``data`` to ``path`` through a temporary file renamed into place.
+
+    The file gets the permissions a plain write would give (``0o666`` less the umask), not the
+    temporary file's ``0o600``.
+
+    Raises:
+        OSError: the file cannot be written (a full disk, no permission); the message names
+            ``path`` (not the temporary file) and the cause.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
         with os.fdopen(handle, "wb") as stream:
+            os.fchmod(stream.fileno(), 0o666 & ~_umask())
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            cause = error.strerror or str(error)
+            raise OSError(error.errno, f"cannot write {path}: {cause}") from error
         raise
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@")
+"""First characters that make a spreadsheet read a CSV cell as a formula."""
+
+
+def escape_cell(value: object) -> object:
+    """A text cell as a CSV file holds it: ``'`` put before a formula-like text.
+
+    The rule (the spreadsheet convention): a text that begins with ``=``, ``+``, ``-``, ``@`` or
+    ``'`` is written with one more ``'`` in front; :func:`unescape_cell` takes one leading ``'``
+    away, so every text round-trips (``'x`` is written ``''x``). Numbers are never escaped.
+
+    Example:
+        >>> [escape_cell(v) for v in ("=HYPERLINK(1)", "'quoted", "cat", 3)]
+        ["'=HYPERLINK(1)", "''quoted", 'cat', 3]
+    """
+    if isinstance(value, str) and value.startswith((*FORMULA_PREFIXES, "'")):
+        return f"'{value}"
+    return value
+
+
+def unescape_cell(value: object) -> object:
+    """A text cell as written by :func:`escape_cell`, back to its text."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") else value
+
+
+def check_writable_folder(path: Path, parameter: str) -> Path:
+    """Make sure ``path`` is (or can become) a folder this process can write into.
+
+    A probe file is created and removed, so a read-only folder or file system is found before
+    any work is done (the ``root`` user included, who passes permission checks).
+
+    Args:
+        path: the folder.
+        parameter: the argument that named it, for the error (``"out"``).
+
+    Raises:
+        ParameterError: ``path`` is a file, or the folder cannot be created or written into
+            (naming ``parameter``).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ParameterError(f"`{parameter}` {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe, name = tempfile.mkstemp(dir=path, prefix=".write-probe.")
+        os.close(probe)
+        os.unlink(name)
+    except OSError as error:
+        raise ParameterError(
+            f"`{parameter}` {path} cannot be written into: {error.strerror or error}"
+        ) from error
+    return path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sidu_bench.io import atomic_write_bytes, atomic_write_text
-from sidu_bench.runner.config import RunConfig, protocol_differences
+from sidu_bench.io import atomic_write_bytes, check_writable_folder, escape_cell
+from sidu_bench.runner.config import RunConfig, check_protocols
 from sidu_bench.runner.figures import png_bytes, pyplot_or_none
 from sidu_bench.runner.folder import RunFolder
 from sidu_bench.tables.markdown import report_markdown
@@ -128,38 +128,16 @@ def load_run(run_dir: Path) -> ReportRun:
     """Read a finished run folder, with an error naming it when it is missing or corrupt."""
     folder = RunFolder(run_dir)
     config = folder.run_config()
-    return ReportRun(
-        folder, folder.config(), config, folder.summary(), folder.records(config.metrics)
-    )
+    records = folder.records(config.metrics)
+    if records.empty:
+        raise ValueError(f"{folder} holds no records (every item was left out?): nothing to report")
+    return ReportRun(folder, folder.config(), config, folder.summary(), records)
 
 
 def protocol_id(protocol: dict[str, object]) -> str:
     """A short stable id of a protocol object (12 hex digits of its canonical JSON's SHA-256)."""
     text = json.dumps(protocol, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
-def check_protocols(runs: Sequence[ReportRun], *, allow_mixed: bool) -> list[str]:
-    """One line per run whose protocol differs from the first run's, naming the fields.
-
-    Raises:
-        ValueError: some differ and ``allow_mixed`` is false (the message lists them).
-    """
-    first, mismatches = runs[0], []
-    for run in runs[1:]:
-        fields = protocol_differences(first.content, run.content)
-        if fields:
-            names = ", ".join(f"protocol.{name}" for name in fields)
-            mismatches.append(f"{run.folder} differs from {first.folder} in {names}")
-    if mismatches and not allow_mixed:
-        raise ValueError(
-            "runs with different protocols cannot share a table:\n  "
-            + "\n  ".join(mismatches)
-            + "\n(--allow-mixed-protocols builds it anyway, marked as mixed)"
-        )
-    for line in mismatches:
-        log.warning("mixed protocols: %s", line)
-    return mismatches
 
 
 def _group(runs: Sequence[ReportRun]) -> dict[tuple[str, str], list[ReportRun]]:
@@ -249,12 +227,11 @@ def report_table(
     return table, pairs, weak
 
 
-def write_figure(table: pd.DataFrame, path: Path) -> Path | None:
-    """Insertion AUC against seconds per image (log x), one subplot per data set.
+def figure_png(table: pd.DataFrame) -> bytes | None:
+    """Insertion AUC against seconds per image (log x), one subplot per data set, as PNG.
 
     Colour is the explainer, marker the model; one legend of each sits beside the plots, so no
-    point is hidden under it. Returns the file, or ``None`` when matplotlib is missing (a warning
-    is logged).
+    point is hidden under it. ``None`` when matplotlib is missing (a warning is logged).
     """
     plt = pyplot_or_none("figure")
     if plt is None:
@@ -297,9 +274,9 @@ def write_figure(table: pd.DataFrame, path: Path) -> Path | None:
         handles=model_handles, title="model", loc="lower left", bbox_to_anchor=(1.0, 0.05)
     )
     figure.suptitle("faithfulness vs cost")
-    atomic_write_bytes(path, png_bytes(figure))
+    png = png_bytes(figure)
     plt.close(figure)
-    return path
+    return png
 
 
 def build_report(
@@ -322,11 +299,14 @@ def build_report(
     """
     if not run_dirs:
         raise ValueError("report needs at least one run folder")
+    out = check_writable_folder(Path(out), "out")
     runs = [load_run(path) for path in run_dirs]
-    mismatches = check_protocols(runs, allow_mixed=allow_mixed_protocols)
+    mismatches = check_protocols(
+        [(run.folder, run.content) for run in runs],
+        allow_mixed=allow_mixed_protocols,
+        purpose="share a table",
+    )
     table, pairs, weak = report_table(runs, mixed=bool(mismatches))
-    out = Path(out)
-    written = [out / "report.csv", out / "report.md", out / PAIRS_FILE]
     markdown = report_markdown(
         runs=[run.description() for run in runs],
         protocol=runs[0].protocol,
@@ -336,8 +316,22 @@ def build_report(
         weak=weak,
         pairs_file=PAIRS_FILE,
     )
-    atomic_write_text(written[0], table.to_csv(index=False))
-    atomic_write_text(written[1], markdown)
-    atomic_write_text(written[2], pairs.to_csv(index=False))
-    figure = write_figure(table, out / "faithfulness_vs_cost.png")
-    return written + ([figure] if figure is not None else [])
+    texts = ("dataset", "model", "explainer", "reference", "run_dir")
+    files = {
+        "report.csv": _csv(table, texts).encode("utf-8"),
+        "report.md": markdown.encode("utf-8"),
+        PAIRS_FILE: _csv(pairs, texts).encode("utf-8"),
+        "faithfulness_vs_cost.png": figure_png(table),
+    }
+    written = []
+    for name, content in files.items():
+        if content is not None:
+            atomic_write_bytes(out / name, content)
+            written.append(out / name)
+    return written
+
+
+def _csv(table: pd.DataFrame, text_columns: Sequence[str]) -> str:
+    """``table`` as CSV, its text cells escaped against spreadsheet formulas (``escape_cell``)."""
+    columns = [name for name in text_columns if name in table.columns]
+    return table.assign(**{c: table[c].map(escape_cell) for c in columns}).to_csv(index=False)

@@ -1,14 +1,28 @@
 """The faithfulness gate: one-sided absolute tolerances in each metric's bad direction."""
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
+from sidu_bench.cli import main
 from sidu_bench.compare import compare_runs, load_tolerance_file, parse_tolerances
 
+COMMITTED = (
+    Path(__file__).resolve().parents[1] / "results" / "reference" / "synthetic-synthetic_cnn"
+)
 
-def write_summary(folder, rows):
+
+def write_summary(folder, rows, **config_changes):
+    """A run folder holding ``rows`` as its summary and the committed run's configuration."""
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(folder / "summary.csv", index=False)
+    config = json.loads((COMMITTED / "config.json").read_text())
+    for key, value in config_changes.items():
+        target = config["protocol"] if key in config["protocol"] else config
+        target[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
     return folder
 
 
@@ -72,12 +86,48 @@ def test_bad_tolerances_and_folders(tmp_path):
         parse_tolerances("insertion_auc=-1")
     with pytest.raises(ValueError, match="must be finite and >= 0"):
         parse_tolerances("insertion_auc=inf")
-    with pytest.raises(FileNotFoundError, match="is not a finished run folder"):
+    with pytest.raises(FileNotFoundError, match="nothing does not exist"):
         compare_runs(tmp_path / "nothing", tmp_path / "nothing", {})
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "summary.csv").write_text("a,b\n1,2\n")
+    bad = write_summary(tmp_path / "bad", BASE)
+    (bad / "summary.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="no 'explainer' column"):
-        compare_runs(tmp_path / "bad", tmp_path / "bad", {})
+        compare_runs(bad, bad, {})
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"dataset": "folder"}, "dataset"),
+        ({"model": "efficientnet_lite0"}, "model"),
+        ({"target": "label"}, "protocol.target"),
+    ],
+)
+def test_runs_of_another_data_set_model_or_protocol_are_not_compared(tmp_path, change, field):
+    base = write_summary(tmp_path / "base", BASE)
+    new = write_summary(tmp_path / "new", BASE, **change)
+    with pytest.raises(ValueError, match="runs with different protocols cannot be compared") as err:
+        compare_runs(new, base, {})
+    assert f"{new} differs from {base} in {field}" in str(err.value)
+    passed, report = compare_runs(new, base, {}, allow_mixed_protocols=True)
+    assert passed
+    assert report.startswith(f"WARNING: mixed protocols: {new} differs from {base} in {field}")
+
+
+def test_the_cli_names_the_protocol_difference_and_exits_2(tmp_path, capsys):
+    base = write_summary(tmp_path / "base", BASE)
+    steps = {
+        "insertion_deletion": {
+            **json.loads((COMMITTED / "config.json").read_text())["protocol"]["insertion_deletion"],
+            "steps": 16,
+        }
+    }
+    new = write_summary(tmp_path / "new", BASE, **steps)
+    assert main(["compare", str(new), str(base)]) == 2
+    error = capsys.readouterr().err
+    assert "protocol.insertion_deletion.steps" in error
+    assert "--allow-mixed-protocols lets them through" in error
+    assert main(["compare", str(new), str(base), "--allow-mixed-protocols"]) == 0
+    assert "WARNING: mixed protocols" in capsys.readouterr().out
 
 
 def test_tolerance_file(tmp_path):

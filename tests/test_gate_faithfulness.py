@@ -9,6 +9,7 @@ baseline, better than the truth in one cell, makes that unchanged run look like 
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +47,7 @@ def doctor(tmp_path, explainer, metric, shift):
     table.loc[row, metric] = table.loc[row, metric] + sign * shift
     folder = tmp_path / "doctored"
     folder.mkdir()
+    shutil.copy(BASELINE / "config.json", folder / "config.json")
     table.to_csv(folder / "summary.csv", index=False)
     return folder
 

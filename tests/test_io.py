@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -39,10 +40,36 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=f"cannot write {path}: disk full"):
         atomic_write_text(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_a_full_disk_names_the_file_not_the_temporary(tmp_path, monkeypatch):
+    def full(handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    path = tmp_path / "records.partial.csv"
+    with pytest.raises(OSError, match="No space left") as error:
+        atomic_write_bytes(path, b"x" * 1000)
+    assert error.value.errno == errno.ENOSPC
+    assert str(error.value) == f"[Errno 28] cannot write {path}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_keep_the_permissions_a_plain_write_gives(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        atomic_write_text(tmp_path / "atomic.txt", "x")
+    finally:
+        os.umask(previous)
+    mode = (tmp_path / "atomic.txt").stat().st_mode & 0o777
+    assert mode == plain.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_write_json_indents_ends_with_a_newline_and_reads_back(tmp_path):

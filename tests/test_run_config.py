@@ -66,7 +66,7 @@ def test_from_json_names_what_is_missing_or_malformed():
     del content["layer"], content["dataset"]
     with pytest.raises(ValueError, match=r"configuration lacks the field\(s\) dataset, layer"):
         RunConfig.from_json(content)
-    with pytest.raises(ValueError, match="'extra' must be an object"):
+    with pytest.raises(ValueError, match="extra must be an object"):
         RunConfig.from_json({**small().to_json(), "extra": [1]})
 
 

@@ -51,7 +51,6 @@ FILE_CALLS = {
 }
 OTHER_FILES = {
     ("sidu_bench/report.py", "build_report"): "writes the report into its own --out folder",
-    ("sidu_bench/report.py", "write_figure"): "writes the report's figure",
     ("sidu_bench/report.py", "expand_run_dirs"): "expands the glob patterns of the arguments",
     ("sidu_bench/compare.py", "load_tolerance_file"): "reads the gate's tolerance file",
 }

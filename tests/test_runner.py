@@ -248,6 +248,7 @@ def test_compare_gate_passes_on_itself_and_fails_on_a_doctored_baseline(
     assert main(["compare", str(finished_run), str(finished_run)]) == 0
     doctored = tmp_path / "baseline"
     doctored.mkdir()
+    shutil.copy(finished_run / "config.json", doctored / "config.json")
     summary = pd.read_csv(finished_run / "summary.csv")
     summary.loc[summary["explainer"] == "sidu", "insertion_auc"] += 0.05
     summary.to_csv(doctored / "summary.csv", index=False)

@@ -17,7 +17,14 @@ import scipy.io
 import torch
 import torchvision
 
-from sidu_bench.data.items import REAL_DATA_TOLERANCE, FileDataset, Preprocessing, Record
+from sidu_bench.data.files import not_regular, split_regular
+from sidu_bench.data.items import (
+    REAL_DATA_TOLERANCE,
+    FileDataset,
+    Preprocessing,
+    Record,
+    Unreadable,
+)
 from sidu_bench.data.regions import polygon_mask
 from sidu_bench.data.registry import register_dataset
 from sidu_bench.domains import NATURAL_IMAGES
@@ -37,7 +44,7 @@ ANNOTATION_FOLDERS = {
 }
 """Categories whose annotation folder has another name."""
 
-_IMAGE_NAME = re.compile(r"image_(\d+)\.jpg")
+_IMAGE_NAME = re.compile(r"image_\d+\.jpg")
 
 
 def read_outline(path: Path) -> torch.Tensor:
@@ -46,6 +53,9 @@ def read_outline(path: Path) -> torch.Tensor:
     Raises:
         ValueError: the file is unreadable or lacks a valid ``box_coord`` / ``obj_contour``.
     """
+    irregular = not_regular(path)
+    if irregular is not None:
+        raise ValueError(f"unreadable Caltech-101 annotation {path}: {irregular}")
     try:
         content = scipy.io.loadmat(path)
     except Exception as error:  # scipy raises many types (IndexError, MatReadError...) on bad bytes
@@ -67,19 +77,24 @@ def read_outline(path: Path) -> torch.Tensor:
     return outline + torch.tensor([x1 - 1.0, y1 - 1.0], dtype=torch.float64)
 
 
-def _annotated_images(folder: Path, notes_dir: Path, category: str) -> list[tuple[Path, Path]]:
-    """``(image, annotation)`` pairs of one category; a missing annotation file is an error."""
+def _annotated_images(
+    folder: Path, notes_dir: Path, category: str
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """``(image, annotation)`` pairs of one category, and its image entries that are no files.
+
+    An entry named like an image that is not a regular file (a FIFO, a broken link) is returned
+    with why instead, never opened; a missing annotation file of an image is an error.
+    """
     notes = notes_dir / ANNOTATION_FOLDERS.get(category, category)
+    named = [image for image in sorted(folder.iterdir()) if _IMAGE_NAME.fullmatch(image.name)]
+    images, others = split_regular(named)
     pairs = []
-    for image in sorted(folder.iterdir()):
-        match = _IMAGE_NAME.fullmatch(image.name)
-        if match is None:
-            continue
-        annotation = notes / f"annotation_{match.group(1)}.mat"
+    for image in images:
+        annotation = notes / f"annotation_{image.stem.removeprefix('image_')}.mat"
         if not annotation.is_file():
             raise FileNotFoundError(f"Caltech-101 annotation {annotation} is missing")
         pairs.append((image, annotation))
-    return pairs
+    return pairs, others
 
 
 @register_dataset("caltech101")
@@ -120,14 +135,19 @@ class Caltech101(FileDataset):
         if not categories or not notes_dir.is_dir():
             raise self.missing(root)
         label_space, labels = preprocessing.labels(categories, class_space=self.class_space)
-        records = [
-            Record(f"{category}/{image.stem}", image, category, labels[category], annotation)
-            for category in categories
-            for image, annotation in _annotated_images(images_dir / category, notes_dir, category)
-        ]
+        records, unreadable = [], []
+        for category in categories:
+            pairs, others = _annotated_images(images_dir / category, notes_dir, category)
+            for image, annotation in pairs:
+                item_id = f"{category}/{image.stem}"
+                records.append(Record(item_id, image, category, labels[category], annotation))
+            for image, reason in others:
+                item_id = f"{category}/{image.stem}"
+                unreadable.append(Unreadable(item_id, str(image), f"unreadable image: {reason}"))
         super().__init__(
             records, preprocessing=preprocessing, tolerance=tolerance, label_space=label_space
         )
+        self.unreadable = tuple(unreadable)
 
     def _region(self, record: Record, size: tuple[int, int]) -> torch.Tensor:
         return polygon_mask(read_outline(record.annotation), size)

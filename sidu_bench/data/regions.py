@@ -132,9 +132,16 @@ def box_mask(
 def boxes_mask(
     boxes: torch.Tensor | Sequence[Sequence[float]], size: Sequence[int], *, one_based: bool = False
 ) -> torch.Tensor:
-    """Union of inclusive boxes ``[M, 4]`` as ``(x_min, y_min, x_max, y_max)``, clipped."""
+    """Union of inclusive boxes ``[M, 4]`` as ``(x_min, y_min, x_max, y_max)``, clipped.
+
+    Raises:
+        ValueError: a coordinate is not finite (``inf`` would cover the whole image, ``nan``
+            nothing).
+    """
     height, width = _check_size(size)
     b = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+    if not torch.isfinite(b).all():
+        raise ValueError("box coordinates must be finite")
     if one_based:
         b = b - 1
     mask = torch.zeros(height, width, dtype=torch.bool)

@@ -10,12 +10,14 @@ all the class's boxes, difficult ones included.
 from __future__ import annotations
 
 import logging
+import math
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import torch
 import torchvision
 
+from sidu_bench.data.files import not_regular
 from sidu_bench.data.items import (
     REAL_DATA_TOLERANCE,
     FileDataset,
@@ -45,8 +47,12 @@ def read_objects(path: Path) -> list[tuple[str, bool, list[float]]]:
     """Read a VOC annotation XML as ``[(class, difficult, [xmin, ymin, xmax, ymax])]`` (1-based).
 
     Raises:
-        ValueError: the file is not valid XML or an object lacks a known class or a full box.
+        ValueError: the file is not valid XML or an object lacks a known class or a full box of
+            finite coordinates.
     """
+    irregular = not_regular(path)
+    if irregular is not None:
+        raise ValueError(f"unreadable VOC annotation {path}: {irregular}")
     try:
         tree = ElementTree.parse(path)
     except (ElementTree.ParseError, OSError) as error:
@@ -59,6 +65,8 @@ def read_objects(path: Path) -> list[tuple[str, bool, list[float]]]:
             coords = [float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
         except (AttributeError, TypeError, ValueError) as error:
             raise ValueError(f"corrupt VOC annotation {path}: bad bndbox of {name!r}") from error
+        if not all(math.isfinite(c) for c in coords):
+            raise ValueError(f"corrupt VOC annotation {path}: non-finite bndbox of {name!r}")
         if name not in VOC_CLASSES:
             raise ValueError(f"corrupt VOC annotation {path}: unknown class {name!r}")
         difficult = (node.findtext("difficult") or "0").strip() == "1"
@@ -101,7 +109,11 @@ class VOC2007(FileDataset):
         label_space, labels = preprocessing.labels(VOC_CLASSES, class_space=self.class_space)
         records = []
         unreadable = []
-        for image_id in listing.read_text(encoding="utf-8").split():
+        try:
+            image_ids = listing.read_text(encoding="utf-8").split()
+        except UnicodeDecodeError as error:
+            raise ValueError(f"corrupt image list {listing}: not UTF-8 text ({error})") from error
+        for image_id in image_ids:
             annotation = base / "Annotations" / f"{image_id}.xml"
             try:
                 objects = read_objects(annotation)

@@ -2,10 +2,12 @@
 
 :class:`Explainer` validates the call and checks the result; a method overrides
 :meth:`Explainer.explain` only. :class:`ModelExplainer` adds the classifier (explained in eval
-mode, every submodule's flag restored afterwards; never moved or modified), its forward passes
-and the masked-forward engine; :class:`LayerExplainer` a layer of it, captured during one clean
-forward (:meth:`LayerExplainer._forward_layer`). A class activation map subclasses
-:class:`~sidu_bench.explainers.cam.CAMExplainer` and gives its channel weights only.
+mode, every submodule's flag restored afterwards; never moved or modified: a call that leaves
+its weights, training flags, hooks or gradients changed is an error, see :mod:`.model_state`),
+its forward passes and the masked-forward engine; :class:`LayerExplainer` a layer of it,
+captured during one clean forward (:meth:`LayerExplainer._forward_layer`). A class activation
+map subclasses :class:`~sidu_bench.explainers.cam.CAMExplainer` and gives its channel weights
+only.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sidu.validation import (
     resolve_layer,
     resolve_target,
 )
+from sidu_bench.explainers.model_state import model_state, state_changes
 from sidu_bench.explainers.options import NoOptions, canonical_label, check_option_types
 
 __all__ = [
@@ -139,6 +142,15 @@ class Explainer(abc.ABC):
 
         Returns:
             ``[B, S, S]`` float32 maps on the images' device.
+
+        Raises:
+            ValueError: bad images, targets or item ids.
+            TypeError: the method returned something other than a dense real tensor (``None``,
+                a list, a NumPy array, a complex or boolean tensor); the message names the
+                explainer.
+            RuntimeError: the maps have the wrong shape, or the call left the model changed
+                (weights, training flags, hooks or gradients: :func:`.model_state.state_changes`
+                says which); the message names the explainer and what changed.
         """
         self._check_images(images)
         batch, size = images.shape[0], tuple(images.shape[-2:])
@@ -153,14 +165,56 @@ class Explainer(abc.ABC):
         if not all(isinstance(item_id, str) for item_id in ids):
             raise TypeError(f"item_ids must be strings, got {ids!r}")
         self.backend_used = None
-        with fp32_precision(self.settings.precision):
-            maps = self.explain(images, targets.to(device=images.device, dtype=torch.long), ids)
-        if tuple(maps.shape) != (batch, *size):
-            raise RuntimeError(
-                f"explainer {self.label!r} returned shape {tuple(maps.shape)}, expected "
-                f"{(batch, *size)}"
+        model = self._watched_model()
+        before = None if model is None else model_state(model)
+        try:
+            with fp32_precision(self.settings.precision):
+                maps = self.explain(images, targets.to(device=images.device, dtype=torch.long), ids)
+        except Exception as error:
+            add_note = getattr(error, "add_note", None)  # Python 3.11+
+            if model is not None and before is not None and add_note is not None:
+                with contextlib.suppress(Exception):  # the explainer's error comes first
+                    changes = state_changes(before, model_state(model))
+                    if changes:
+                        add_note(f"explainer {self.label!r} also {_changed(changes)}")
+            raise
+        if model is not None and before is not None:
+            changes = state_changes(before, model_state(model))
+            if changes:  # checked first: a changed model matters more than the maps
+                raise RuntimeError(
+                    f"explainer {self.label!r} {_changed(changes)}; an explainer must leave "
+                    "the model as it found it, or every later explainer explains the changed "
+                    "model (restore what it changes, remove its hooks, and take gradients "
+                    "with torch.autograd.grad rather than .backward())"
+                )
+        return self._check_maps(maps, (batch, *size)).to(device=images.device, dtype=torch.float32)
+
+    def _watched_model(self) -> nn.Module | None:
+        """The model whose state a call must leave unchanged (``None``: the explainer has none)."""
+        return None
+
+    def _check_maps(self, maps: object, shape: tuple[int, ...]) -> torch.Tensor:
+        """Return ``maps`` unless it is not a dense real tensor of ``shape`` (error naming it)."""
+        if not isinstance(maps, torch.Tensor):
+            raise TypeError(
+                f"explainer {self.label!r} returned {_type_name(maps)}, expected a torch.Tensor "
+                f"of shape {shape}"
             )
-        return maps.to(device=images.device, dtype=torch.float32)
+        if maps.layout != torch.strided:
+            raise TypeError(
+                f"explainer {self.label!r} returned a {maps.layout} tensor, expected a dense "
+                "(torch.strided) tensor"
+            )
+        if maps.is_complex() or maps.dtype == torch.bool:
+            raise TypeError(
+                f"explainer {self.label!r} returned a tensor of dtype {maps.dtype}, expected real "
+                "numbers (a floating-point tensor)"
+            )
+        if tuple(maps.shape) != shape:
+            raise RuntimeError(
+                f"explainer {self.label!r} returned shape {tuple(maps.shape)}, expected {shape}"
+            )
+        return maps
 
     def _check_images(self, images: torch.Tensor) -> None:
         """Raise unless ``images`` is a valid batch (overridden to add model checks)."""
@@ -199,6 +253,9 @@ class ModelExplainer(Explainer):
 
     def _check_images(self, images: torch.Tensor) -> None:
         check_model_inputs(self.model, images, dtype=self.settings.dtype)
+
+    def _watched_model(self) -> nn.Module:
+        return self.model
 
     def _check_targets(self, targets: torch.Tensor, logits: torch.Tensor) -> None:
         """Raise unless ``logits`` is ``[B, num_classes]`` and every target one of its classes."""
@@ -289,3 +346,18 @@ class LayerExplainer(ModelExplainer):
             return logits, capture.take()
         finally:
             capture.detach()
+
+
+def _changed(changes: list[str]) -> str:
+    """``changed the model during its call: <what>`` for an error message."""
+    return f"changed the model during its call: {'; '.join(changes)}"
+
+
+def _type_name(value: object) -> str:
+    """Name a returned value's type for a message: ``None``, ``list``, ``numpy.ndarray``."""
+    if value is None:
+        return "None"
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"

@@ -24,9 +24,11 @@ docs/protocol.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import types
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
-from typing import Literal, get_args
+from typing import Literal, Union, get_args, get_origin, get_type_hints
 
 import torch
 
@@ -36,6 +38,8 @@ from sidu_bench.errors import ParameterError, check_choice
 from sidu_bench.io import environment
 from sidu_bench.metrics import ScoringSettings, protocol_entries
 from sidu_bench.stats import CONFIDENCE, FAMILYWISE_ALPHA, RESAMPLES
+
+log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 2
 READABLE_PROTOCOL_VERSIONS = (2,)
@@ -52,6 +56,8 @@ DESCRIPTIVE_FIELDS = (
 )
 """Fields that describe a run but never block a resume (see the module docstring)."""
 
+MAX_SEED = 2**63
+"""Seeds are in ``[0, MAX_SEED)``: every generator the suite seeds takes them."""
 EARLIER_ENVIRONMENTS = "earlier_environments"
 """Key of the environments of earlier sessions of a resumed run (oldest first)."""
 
@@ -114,6 +120,12 @@ class RunConfig:
             raise ParameterError(
                 f"`explainers` must name at least one explainer, got {self.explainers!r}"
             )
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed < MAX_SEED
+        ):
+            raise ParameterError(f"`seed` must be an integer in [0, 2**63), got {self.seed!r}")
         check_choice("target", self.target, get_args(Target))
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("precision", self.precision, PRECISIONS)
@@ -198,26 +210,66 @@ class RunConfig:
         """Rebuild the configuration from ``config.json`` content (:meth:`to_json`'s inverse).
 
         Keys that are not fields (``protocol``, ``environment``, ...) are ignored; fields a
-        stored configuration lacks take their defaults.
+        stored configuration lacks take their defaults. Each value must have its field's JSON
+        type (a string, a list of strings for ``explainers``, an integer, ...).
 
         Raises:
-            ValueError: a required field is missing or a value is not accepted.
+            ValueError: a required field is missing, or a value has the wrong type or is not
+                accepted (a :class:`~sidu_bench.errors.ParameterError` naming the field).
         """
-        names = [item.name for item in fields(cls) if item.name not in NORMALISATION_FIELDS]
-        values = {name: content[name] for name in names if name in content}
+        hints = get_type_hints(cls)
+        values = {
+            item.name: _from_json(item.name, content[item.name], hints[item.name])
+            for item in fields(cls)
+            if item.name in content and item.name not in NORMALISATION_FIELDS
+        }
         required = [item.name for item in fields(cls) if item.default is MISSING]
         missing = [name for name in required if name not in values]
         if missing:
             raise ValueError(f"the configuration lacks the field(s) {', '.join(missing)}")
-        values["explainers"] = tuple(values["explainers"])
-        values["metrics"] = tuple(values["metrics"])
         extra = content.get(NORMALISATION_KEY) or {}
         if not isinstance(extra, Mapping):
-            raise ValueError(f"{NORMALISATION_KEY!r} must be an object, got {extra!r}")
+            raise ParameterError(f"`{NORMALISATION_KEY}` must be an object, got {extra!r}")
         for key in NORMALISATION_FIELDS:
             if key in extra:
-                values[key] = tuple(float(value) for value in extra[key])
+                values[key] = _from_json(key, extra[key], hints[key])
         return cls(**values)
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+"""What ``config.json`` holds for a field of each scalar type, in words."""
+
+
+def _from_json(name: str, value: object, hint: object) -> object:
+    """``value`` from ``config.json`` as field ``name`` of type ``hint`` (lists become tuples).
+
+    Raises:
+        ParameterError: ``value`` is not of the JSON type of ``hint`` (naming ``name``).
+    """
+    options = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    kind = next(option for option in options if option is not type(None))
+    kind = str if get_origin(kind) is Literal else kind
+    if get_origin(kind) is tuple:
+        element, *rest = get_args(kind)
+        size_ok = rest == [Ellipsis] or len(value or ()) == len(rest) + 1
+        if isinstance(value, list) and size_ok and all(_holds(element, v) for v in value):
+            return tuple(float(v) if element is float else v for v in value)
+        count = "" if rest == [Ellipsis] else f"{len(rest) + 1} "
+        raise ParameterError(
+            f"`{name}` must be a list of {count}{_JSON_TYPES[element]}s, got {value!r}"
+        )
+    if _holds(kind, value):
+        return float(value) if kind is float else value
+    raise ParameterError(f"`{name}` must be a JSON {_JSON_TYPES[kind]}, got {value!r}")
+
+
+def _holds(kind: type, value: object) -> bool:
+    """Whether JSON ``value`` is a ``kind`` (an integer is a number, a boolean neither)."""
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, int | float) if kind is float else isinstance(value, kind)
 
 
 def differing_fields(stored: Mapping[str, object], requested: Mapping[str, object]) -> list[str]:
@@ -243,6 +295,46 @@ def protocol_differences(first: Mapping[str, object], second: Mapping[str, objec
     own = computed[0] ^ computed[1]
     keys = sorted((set(protocols[0]) | set(protocols[1])) - own)
     return _differing(*protocols, keys)
+
+
+def check_protocols(
+    runs: Sequence[tuple[object, Mapping[str, object]]],
+    *,
+    allow_mixed: bool,
+    purpose: str,
+    also: Sequence[str] = (),
+) -> list[str]:
+    """Check that runs share a protocol (:func:`protocol_differences`) and the fields ``also``.
+
+    Args:
+        runs: ``(name, config.json content)`` per run; each is compared with the first.
+        allow_mixed: let differing runs through (each difference is logged as a warning).
+        purpose: what the runs are put together for, in words (``"share a table"``).
+        also: configuration fields that must agree besides the protocol (``dataset``).
+
+    Returns:
+        One line per run that differs from the first, naming the fields.
+
+    Raises:
+        ParameterError: some differ and ``allow_mixed`` is false (the message lists them and
+            names `allow_mixed_protocols`).
+    """
+    (first, reference), *others = runs
+    mismatches = []
+    for name, content in others:
+        fields = [field for field in also if content.get(field) != reference.get(field)]
+        fields += [f"protocol.{key}" for key in protocol_differences(reference, content)]
+        if fields:
+            mismatches.append(f"{name} differs from {first} in {', '.join(fields)}")
+    if mismatches and not allow_mixed:
+        raise ParameterError(
+            f"runs with different protocols cannot {purpose}:\n  "
+            + "\n  ".join(mismatches)
+            + "\n(`allow_mixed_protocols` lets them through, marked as mixed)"
+        )
+    for line in mismatches:
+        log.warning("mixed protocols: %s", line)
+    return mismatches
 
 
 def _differing(old: Mapping[str, object], new: Mapping[str, object], keys: list[str]) -> list[str]:

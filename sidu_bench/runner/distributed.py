@@ -38,6 +38,7 @@ __all__ = [
     "TIMEOUT_ENV",
     "barrier",
     "finish_rank",
+    "from_rank_0",
     "local_rank",
     "process_group",
     "rank_and_world",
@@ -103,6 +104,16 @@ def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         _ensure_token()
         dist.barrier()
+
+
+def from_rank_0(value: object) -> object:
+    """Rank 0's ``value`` on every rank (a collective; ``value`` itself when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    _ensure_token()
+    shared = [value if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
 
 
 def _ensure_token() -> None:

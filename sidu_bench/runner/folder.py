@@ -12,21 +12,33 @@ A run folder ``<out>/<dataset>-<model>/`` holds::
     summary.csv, summary.md      the statistics, rebuilt from records.csv
     figures/*.png                the figures
     .ranks/rank-R.done           under torchrun: which ranks finished (removed by rank 0)
+    .lock, .running              who is running in the folder, and with what configuration
 
 :class:`RunFolder` is the only code that knows these names or opens these files. Every file is
 written atomically (:mod:`sidu_bench.io`), so a killed run never leaves a half-written one; the
 partial record and figure-data files are small enough to commit, so a run resumes from a fresh
-clone. Ids, categories and explainer labels are read back as text, exactly as written (an id
-``NA`` stays ``NA``).
+clone. Reading checks what was written: a CSV row is complete or the file is corrupt (named, with
+what to do); ids, categories and labels come back as text exactly as written (an id ``NA`` stays
+``NA``; a text that a spreadsheet would run as a formula is stored with a leading ``'``, see
+:func:`sidu_bench.io.escape_cell`). An item's file is named after its id, percent-encoded, or,
+when that would be longer than :data:`MAX_ENCODED_ID` bytes, after its start and a hash. A
+process running in the folder holds it (:meth:`RunFolder.claim`): another with a different
+configuration is refused, one with the same configuration shares the work.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import fcntl
+import hashlib
 import io
 import json
+import os
 import shutil
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +46,15 @@ import numpy as np
 import pandas as pd
 
 from sidu_bench.data import Unreadable
-from sidu_bench.io import atomic_write_bytes, atomic_write_text, read_json, write_json
+from sidu_bench.errors import ParameterError
+from sidu_bench.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    escape_cell,
+    read_json,
+    unescape_cell,
+    write_json,
+)
 from sidu_bench.metrics import get_metric, metric_columns
 from sidu_bench.runner.config import PROTOCOL_VERSION, READABLE_PROTOCOL_VERSIONS, RunConfig
 
@@ -48,6 +68,8 @@ FIGURE_DATA = "figure_data"
 ITEMS_FOLDER = "items"
 FIGURES_FOLDER = "figures"
 RANKS_FOLDER = ".ranks"
+LOCK_FILE = ".lock"
+RUNNING_FILE = ".running"
 FILE_NAMES = (
     CONFIG_FILE,
     RECORDS_FILE,
@@ -59,6 +81,8 @@ FILE_NAMES = (
     ITEMS_FOLDER,
     FIGURES_FOLDER,
     RANKS_FOLDER,
+    LOCK_FILE,
+    RUNNING_FILE,
 )
 """Every name of the layout: no other module spells one (tests/test_run_folder_owner.py)."""
 
@@ -82,6 +106,10 @@ SKIPPED_COLUMNS = ("id", "file", "reason")
 """Columns of ``skipped.csv``: one row per item skipped because a file could not be read."""
 SUMMARY_INPUT_COLUMNS = ("id", "category", "explainer", "center_miss", "seconds", "metric_seconds")
 """The item and cost columns of ``records.csv`` the summary reads."""
+MAX_ENCODED_ID = 150
+"""Longest percent-encoded id used as an item's file name (file names stop at 255 bytes)."""
+CORRUPT_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+"""What numpy raises on a truncated, empty or otherwise damaged ``.npz`` file."""
 _ROWS_KEY = "__rows__"
 _SEPARATOR = "|"
 
@@ -124,9 +152,14 @@ class RunFolder:
         return self.path / (f"{stem}{suffix}" if world == 1 else f"{stem}.rank{rank}{suffix}")
 
     def remove(self) -> None:
-        """Delete the folder and everything in it (``--fresh``)."""
-        if self.path.exists():
-            shutil.rmtree(self.path)
+        """Delete everything in the folder but the claim on it (``--fresh``)."""
+        for path in self.path.iterdir() if self.path.is_dir() else ():
+            if path.name in (LOCK_FILE, RUNNING_FILE):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
     # -- config.json -----------------------------------------------------------------------
 
@@ -201,7 +234,7 @@ class RunFolder:
             raise FileNotFoundError(
                 f"{self.path} is not a finished run folder: it has no {path.name}"
             )
-        records = _read_records(path)
+        records = _read_records(path, "restore it (git) or re-run the evaluation")
         required = [
             *SUMMARY_INPUT_COLUMNS,
             *(c for name in metrics for c in get_metric(name).columns),
@@ -238,16 +271,21 @@ class RunFolder:
         for path in paths:
             if not path.is_file():
                 continue
-            for row in _read_records(path).to_dict(orient="records"):
+            remedy = (
+                "delete it and run the same command again: its items are read back from items/ "
+                "or recomputed"
+                if path.name.startswith(PARTIAL_RECORDS)
+                else "restore it (git) or run the same command again to rebuild it from items/"
+            )
+            for row in _read_records(path, remedy).to_dict(orient="records"):
                 clean = {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
                 rows.setdefault(str(clean["id"]), {})[str(clean["explainer"])] = clean
         return rows
 
     @staticmethod
     def _write_rows(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
-        atomic_write_text(
-            path, pd.DataFrame(rows, columns=list(record_columns())).to_csv(index=False)
-        )
+        table = pd.DataFrame(rows, columns=list(record_columns()))
+        atomic_write_text(path, _escaped(table, TEXT_COLUMNS).to_csv(index=False))
 
     # -- skipped.csv -----------------------------------------------------------------------
 
@@ -256,6 +294,7 @@ class RunFolder:
         listing = pd.DataFrame(
             [(u.item_id, u.file, u.reason) for u in unreadable], columns=list(SKIPPED_COLUMNS)
         )
+        listing = _escaped(listing, SKIPPED_COLUMNS)
         atomic_write_text(self.path / SKIPPED_FILE, listing.to_csv(index=False))
 
     def count_skipped(self) -> int:
@@ -279,7 +318,8 @@ class RunFolder:
 
     def write_summary(self, table: pd.DataFrame, markdown: str) -> None:
         """Write ``summary.csv`` and ``summary.md``."""
-        atomic_write_text(self.path / SUMMARY_FILE, table.to_csv(index=False))
+        summary = _escaped(table, ("explainer",))
+        atomic_write_text(self.path / SUMMARY_FILE, summary.to_csv(index=False))
         atomic_write_text(self.path / SUMMARY_MARKDOWN, markdown)
 
     def summary(self) -> pd.DataFrame:
@@ -337,8 +377,12 @@ class RunFolder:
                     for name in archive.files:
                         item, _, key = name.partition(_SEPARATOR)
                         data.setdefault(urllib.parse.unquote(item), {})[key] = archive[name]
-            except (OSError, ValueError) as error:
-                raise ValueError(f"corrupt figure data {path}: {error}; delete it") from error
+            except CORRUPT_NPZ as error:
+                raise ValueError(
+                    f"corrupt figure data {path} ({type(error).__name__}: {error}); delete it "
+                    "and run the same command again: the items are read back from items/ or "
+                    "recomputed"
+                ) from error
         return data
 
     # -- items/ ----------------------------------------------------------------------------
@@ -348,7 +392,12 @@ class RunFolder:
         return self._items.is_dir()
 
     def _item_file(self, item_id: str, suffix: str) -> Path:
-        return self._items / f"{urllib.parse.quote(item_id, safe='')}{suffix}"
+        """``items/<id percent-encoded><suffix>``; a long id keeps its start and a hash."""
+        name = urllib.parse.quote(item_id, safe="")
+        if len(name) > MAX_ENCODED_ID:
+            digest = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
+            name = f"{name[: MAX_ENCODED_ID - 17]}~{digest}"
+        return self._items / f"{name}{suffix}"
 
     def load_item(self, item_id: str) -> ItemResult | None:
         """One item's stored result, or ``None`` if it has none yet.
@@ -363,9 +412,10 @@ class RunFolder:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files if key != _ROWS_KEY}
                 rows = json.loads(str(archive[_ROWS_KEY]))
-        except (OSError, ValueError, KeyError) as error:
+        except (*CORRUPT_NPZ, json.JSONDecodeError) as error:
             raise ValueError(
-                f"corrupt item file {path}: {error}; delete it to recompute"
+                f"corrupt item file {path} ({type(error).__name__}: {error}); delete it and run "
+                "the same command again: the item is recomputed"
             ) from error
         return ItemResult(item_id, rows, arrays)
 
@@ -393,6 +443,49 @@ class RunFolder:
         """Forget an earlier failure to read ``item_id`` (it was read this time)."""
         self._item_file(item_id, ".skipped.json").unlink(missing_ok=True)
 
+    # -- .lock, .running ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def claim(self, work: Mapping[str, object], *, alone: bool = False) -> Iterator[None]:
+        """Hold the folder for a run doing ``work`` (its configuration) while the block runs.
+
+        Processes doing the same work share the folder (the ranks of one ``torchrun``, or a
+        second process helping with the same items); one with other work is refused while any
+        holder runs. The claim is an ``fcntl.flock`` on a file in the folder, so the kernel
+        releases it when a holder ends, however it ends: a killed run leaves no stale claim.
+
+        Args:
+            work: what defines the run's work (configuration fields; JSON-serialisable).
+            alone: refuse unless no other process holds the folder (``--fresh`` deletes its
+                contents, which would pull the ground from under another holder).
+
+        Raises:
+            FolderInUseError: another process holds the folder for other work (or ``alone``).
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        described = json.dumps({"pid": os.getpid(), "work": work}, sort_keys=True, default=str)
+        running = (self.path / RUNNING_FILE).open("a+", encoding="utf-8")
+        try:
+            with (self.path / LOCK_FILE).open("a", encoding="utf-8") as guard:
+                fcntl.flock(guard, fcntl.LOCK_EX)  # one claim is decided at a time
+                try:
+                    fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    running.seek(0)
+                    holder = json.loads(running.read() or "{}")
+                    mine = json.loads(described)["work"]
+                    if alone or holder.get("work") != mine:
+                        raise _in_use(self, holder, mine, alone=alone) from None
+                else:
+                    running.seek(0)
+                    running.truncate()
+                    running.write(described)
+                    running.flush()
+                fcntl.flock(running, fcntl.LOCK_SH)  # while the guard keeps others waiting
+            yield
+        finally:
+            running.close()
+
     # -- .ranks/ ---------------------------------------------------------------------------
 
     def write_rank_marker(self, rank: int, stamp: str) -> None:
@@ -411,34 +504,108 @@ class RunFolder:
         shutil.rmtree(self._ranks, ignore_errors=True)
 
 
-def _read_text_safe(path: Path, text_columns: Sequence[str]) -> pd.DataFrame:
-    """Read a CSV whose ``text_columns`` stay text as written; elsewhere only ``""`` is missing.
+class FolderInUseError(ParameterError):
+    """Another process runs in a run folder with other work (or ``fresh`` found one)."""
 
-    pandas would read ``NA``, ``None``, ``nan`` or ``null`` as missing even with ``dtype=str``.
+
+def _in_use(
+    folder: RunFolder, holder: Mapping[str, object], work: Mapping[str, object], *, alone: bool
+) -> FolderInUseError:
+    """The refusal of a claim: who holds the folder and how its work differs from this one's."""
+    pid = holder.get("pid", "?")
+    if alone:
+        return FolderInUseError(
+            f"{folder} is in use by another process (pid {pid}): `fresh` would delete its work; "
+            "wait for it to finish, or use another `out`"
+        )
+    theirs = holder.get("work") or {}
+    fields = [key for key in sorted({*theirs, *work}) if theirs.get(key) != work.get(key)]
+    return FolderInUseError(
+        f"{folder} is in use by another process (pid {pid}) with another configuration: "
+        + "; ".join(f"{key}={theirs.get(key)!r} (this run: {work.get(key)!r})" for key in fields)
+        + "; wait for it to finish, or use another `out`"
+    )
+
+
+def _read_text_safe(
+    path: Path, text_columns: Sequence[str], *, numbers: bool = False
+) -> pd.DataFrame:
+    """Read a CSV this module wrote, checking that every row is whole.
+
+    ``text_columns`` stay text as written (pandas would read ``NA``, ``None``, ``nan`` or
+    ``null`` as missing even with ``dtype=str``) and lose the ``'`` of :func:`escape_cell`;
+    elsewhere only ``""`` is missing. A file cut short (a last line without its newline, a row
+    with fewer fields than the header) is corrupt: pandas would fill the missing fields with
+    NaN and the row would count as finished. With ``numbers`` every other column must hold
+    numbers or booleans.
 
     Raises:
-        ValueError: the file is corrupt (named).
+        ValueError: the file is corrupt (named, with the line).
     """
     try:
-        header = pd.read_csv(path, nrows=0).columns
-        return pd.read_csv(
-            path,
-            dtype={name: str for name in text_columns if name in header},
-            keep_default_na=False,
-            na_values={name: [""] for name in header if name not in text_columns},
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        text = path.read_text(encoding="utf-8")
+        rows = list(csv.reader(io.StringIO(text)))
+    except (UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"corrupt {path}: {error}") from error
+    if not rows:
+        raise ValueError(f"corrupt {path}: the file is empty (it has no header)")
+    header = rows[0]
+    short = next((n for n, row in enumerate(rows[1:], start=2) if len(row) != len(header)), None)
+    if short is not None or not text.endswith("\n"):
+        line = short or len(rows)
+        raise ValueError(
+            f"corrupt {path}: line {line} is not a whole row of {len(header)} fields (the file "
+            "was cut short?)"
+        )
+    if numbers:
+        for line, row in enumerate(rows[1:], start=2):
+            for name, value in zip(header, row, strict=True):
+                if name not in text_columns and not _is_number(value):
+                    raise ValueError(
+                        f"corrupt {path}: column {name} holds {value!r} on line {line}, "
+                        "not a number"
+                    )
+    table = pd.read_csv(
+        io.StringIO(text),
+        dtype={name: str for name in text_columns if name in header},
+        keep_default_na=False,
+        na_values={name: [""] for name in header if name not in text_columns},
+    )
+    for name in text_columns:
+        if name in table.columns:
+            table[name] = table[name].map(unescape_cell)
+    return table
 
 
-def _read_records(path: Path) -> pd.DataFrame:
+def _escaped(table: pd.DataFrame, text_columns: Sequence[str]) -> pd.DataFrame:
+    """``table`` with the text cells of ``text_columns`` escaped (:func:`escape_cell`)."""
+    columns = [name for name in text_columns if name in table.columns]
+    return table.assign(**{name: table[name].map(escape_cell) for name in columns})
+
+
+def _read_records(path: Path, remedy: str) -> pd.DataFrame:
     """A records CSV: text columns as written, only numeric columns' empty fields missing.
 
     Raises:
-        ValueError: the file is corrupt or has no ``id``/``explainer`` column.
+        ValueError: the file is corrupt or has no ``id``/``explainer`` column (the message
+            ends with ``remedy``, what to do).
     """
-    records = _read_text_safe(path, TEXT_COLUMNS)
+    try:
+        records = _read_text_safe(path, TEXT_COLUMNS, numbers=True)
+    except ValueError as error:
+        raise ValueError(f"{error}; {remedy}") from error
     missing = [name for name in ("id", "explainer") if name not in records.columns]
     if missing:
-        raise ValueError(f"corrupt {path}: no {', '.join(missing)} column(s)")
+        raise ValueError(f"corrupt {path}: no {', '.join(missing)} column(s); {remedy}")
     return records
+
+
+def _is_number(text: str) -> bool:
+    """Whether a CSV cell holds a number, a boolean or nothing (a missing number)."""
+    if text in ("", "True", "False"):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -145,7 +145,7 @@ def evaluate_item(
         start = time.perf_counter()
         try:
             maps = explainer(image, targets, [item.id])
-        except (ValueError, TypeError, RuntimeError) as error:
+        except Exception as error:  # a plug-in may raise anything: name it, whatever it is
             raise RuntimeError(
                 f"explainer {label!r} failed on item {item.id!r}: {type(error).__name__}: {error}"
             ) from error

@@ -11,9 +11,11 @@ unreadable items, the summary and the figures. Re-running into the folder resume
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -36,12 +38,18 @@ from sidu_bench.data import (
 from sidu_bench.devices import resolve_device
 from sidu_bench.errors import ParameterError
 from sidu_bench.explainers import Explainer, get_explainer
+from sidu_bench.io import check_writable_folder
 from sidu_bench.metrics import list_metrics
 from sidu_bench.models import ModelSpec, get_model
 from sidu_bench.runner import distributed
-from sidu_bench.runner.config import RunConfig, differing_fields, with_earlier_environments
+from sidu_bench.runner.config import (
+    DESCRIPTIVE_FIELDS,
+    RunConfig,
+    differing_fields,
+    with_earlier_environments,
+)
 from sidu_bench.runner.figures import compact_arrays
-from sidu_bench.runner.folder import ItemResult, RunFolder
+from sidu_bench.runner.folder import FolderInUseError, ItemResult, RunFolder
 from sidu_bench.runner.item_eval import ItemContext, evaluate_item
 from sidu_bench.runner.summarise import summarise_run
 
@@ -185,13 +193,46 @@ def evaluate(
             set whose labels are not the model's, or (``strict``) an unreadable item. Errors
             about an argument are :class:`~sidu_bench.errors.ParameterError` naming it.
     """
+    check_writable_folder(Path(out), "out")
     run = build_run(config, out, strict=strict, allow_model_mismatch=allow_model_mismatch)
-    prepared = prepare_run(run, fresh=fresh)
-    run_items(run, prepared, progress=progress, strict=strict)
-    distributed.finish_rank(run.folder)
-    if prepared.rank != 0:
-        return RunOutcome(run.folder.path, None)
-    return RunOutcome(run.folder.path, merge_run(run, prepared))
+    with claimed(run, fresh=fresh):
+        prepared = prepare_run(run, fresh=fresh)
+        run_items(run, prepared, progress=progress, strict=strict)
+        distributed.finish_rank(run.folder)
+        if prepared.rank != 0:
+            return RunOutcome(run.folder.path, None)
+        return RunOutcome(run.folder.path, merge_run(run, prepared))
+
+
+@contextlib.contextmanager
+def claimed(run: BuiltRun, *, fresh: bool) -> Iterator[None]:
+    """Hold the run folder for this run's work (:meth:`RunFolder.claim`) while the block runs.
+
+    The work is the configuration without its descriptive fields: processes (and ranks) with the
+    same work share the folder, another is refused. Rank 0 claims first (alone under ``fresh``,
+    whose deletion must not hit another holder) and tells the other ranks whether it could, so
+    every rank stops with the same error; then the other ranks join its claim.
+
+    Raises:
+        FolderInUseError: another process holds the folder for other work (or, with ``fresh``,
+            at all).
+    """
+    content = run.config.to_json()
+    work = {key: value for key, value in content.items() if key not in DESCRIPTIVE_FIELDS}
+    rank, _ = distributed.rank_and_world()
+    with contextlib.ExitStack() as claims:
+        refusal = None
+        if rank == 0:
+            try:
+                claims.enter_context(run.folder.claim(work, alone=fresh))
+            except FolderInUseError as error:
+                refusal = error.template
+        refusal = distributed.from_rank_0(refusal)
+        if refusal is not None:
+            raise FolderInUseError(refusal)
+        if rank != 0:
+            claims.enter_context(run.folder.claim(work))
+        yield
 
 
 def build_run(
