@@ -108,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--layer", help="explained layer (single model only)")
     evaluate.add_argument("--explainers", default=DEFAULT_EXPLAINERS, help="name[:key=value,...]")
     evaluate.add_argument(
-        "--metrics", default=",".join(list_metrics()), help="comma-separated metrics"
+        "--metrics",
+        default=",".join(list_metrics(default_only=True)),
+        help="comma-separated metrics, or 'all' (default: every metric but the opt-in "
+        "sanity checks, see 'list')",
     )
     evaluate.add_argument("--target", choices=get_args(Target), default="pred")
     evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
@@ -287,7 +290,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                     dataset=dataset,
                     model=model or "",
                     explainers=tuple(_names(args.explainers)),
-                    metrics=tuple(_names(args.metrics)),
+                    metrics=_metric_names(args.metrics),
                     layer=args.layer or "",
                     **{name: getattr(args, name) for name in RUN_OPTIONS},
                 )
@@ -305,6 +308,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metric_names(text: str) -> tuple[str, ...]:
+    """``--metrics``: a comma-separated list, or ``all`` for every registered metric."""
+    from sidu_bench.metrics import list_metrics
+
+    return tuple(list_metrics()) if text.strip() == "all" else tuple(_names(text))
+
+
 def _list(args: argparse.Namespace) -> int:
     from sidu_bench.data import list_datasets
     from sidu_bench.explainers import list_explainers
@@ -316,7 +326,8 @@ def _list(args: argparse.Namespace) -> int:
     print("models:     " + ", ".join(list_models(include_torchvision=False)))
     print("            + any torchvision weights name, e.g. ResNet50_Weights.IMAGENET1K_V2")
     print("explainers: " + ", ".join(list_explainers()))
-    print("metrics:    " + ", ".join(list_metrics()))
+    opt_in = set(list_metrics()) - set(list_metrics(default_only=True))
+    print("metrics:    " + ", ".join(f"{m} (opt-in)" if m in opt_in else m for m in list_metrics()))
     return 0
 
 

@@ -47,7 +47,11 @@ class Comparison:
 
 
 def gated_metrics() -> list[str]:
-    """The statistics the gate compares: every ``summary.csv`` statistic, in table order."""
+    """The statistics a tolerance may name: those of every registered metric, in table order.
+
+    A run is compared on the statistics both summaries hold (the metrics both computed); a
+    statistic of the baseline missing from the new run is a failure.
+    """
     return [statistic.name for statistic in summary_statistics()]
 
 

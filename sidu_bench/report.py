@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sidu_bench.io import atomic_write_bytes, check_writable_folder, escape_cell
+from sidu_bench.metrics import list_metrics
 from sidu_bench.runner.config import RunConfig, check_protocols
 from sidu_bench.runner.figures import png_bytes, pyplot_or_none
 from sidu_bench.runner.folder import RunFolder
@@ -157,10 +158,17 @@ def _group(runs: Sequence[ReportRun]) -> dict[tuple[str, str], list[ReportRun]]:
     return groups
 
 
-def _cells(run: ReportRun, ranks: dict[str, dict[str, int]]) -> list[dict[str, object]]:
+def computed_metrics(runs: Sequence[ReportRun]) -> list[str]:
+    """The registered metrics any of ``runs`` computed, in table order."""
+    return [name for name in list_metrics() if any(name in run.config.metrics for run in runs)]
+
+
+def _cells(
+    run: ReportRun, ranks: dict[str, dict[str, int]], metrics: Sequence[str]
+) -> list[dict[str, object]]:
     rows = []
     for explainer, summary in run.summary.iterrows():
-        for metric in report_metrics():
+        for metric in report_metrics(metrics):
             if metric == SECONDS:
                 low = high = math.nan
                 n = summary["n_images"]
@@ -200,6 +208,7 @@ def report_table(
         statistics whose classes mostly hold one scored item.
     """
     rows, pair_frames, weak = [], [], {}
+    metrics = computed_metrics(runs)
     for (dataset, model), group in _group(runs).items():
         records = pd.concat([run.records for run in group], ignore_index=True)
         summary = pd.concat([run.summary for run in group])
@@ -208,14 +217,14 @@ def report_table(
         pairs = compare_pairs(
             records,
             all_pairs(explainers),
-            list(ranked_metrics().values()),
+            list(ranked_metrics(metrics).values()),
             seed=group[0].config.seed,
         )
-        ranks = rankings(pairs, summary)
+        ranks = rankings(pairs, summary, metrics)
         for run in group:
-            rows += _cells(run, ranks)
+            rows += _cells(run, ranks, metrics)
         pair_frames.append(pairs.assign(dataset=dataset, model=model))
-        weak[(dataset, model)] = weak_per_class(records)
+        weak[(dataset, model)] = weak_per_class(records, metrics)
     table = pd.DataFrame(rows, columns=REPORT_COLUMNS[:-1])
     table["rank"] = table["rank"].astype("Int64")
     table["mixed_protocols"] = mixed
@@ -315,6 +324,7 @@ def build_report(
         pairs=pairs,
         weak=weak,
         pairs_file=PAIRS_FILE,
+        metrics=computed_metrics(runs),
     )
     texts = ("dataset", "model", "explainer", "reference", "run_dir")
     files = {

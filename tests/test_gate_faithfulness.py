@@ -1,10 +1,11 @@
 """The CI faithfulness gate: the committed baseline, its tolerance file, and that the gate fails.
 
-`.ci/run` evaluates the offline default into a temporary folder and compares it with
-`results/reference/synthetic-synthetic_cnn/` through `python -m sidu_bench compare
---tolerance-file results/gates/faithfulness.json`. These tests use only committed files (no
-evaluation run): the unchanged baseline stands in for a fresh run, and a doctored copy of the
-baseline, better than the truth in one cell, makes that unchanged run look like a regression.
+`.ci/run` evaluates the offline default with every metric (``--metrics all``) into a temporary
+folder and compares it with `results/reference/synthetic-synthetic_cnn/` through
+`python -m sidu_bench compare --tolerance-file results/gates/faithfulness.json`. These tests use
+only committed files (no evaluation run): the unchanged baseline stands in for a fresh run, and a
+doctored copy of the baseline, better than the truth in one cell, makes that unchanged run look
+like a regression.
 """
 
 import json
@@ -17,7 +18,8 @@ import pytest
 
 from sidu_bench.cli import main
 from sidu_bench.compare import gated_metrics, load_tolerance_file
-from sidu_bench.metrics import get_statistic
+from sidu_bench.metrics import get_statistic, list_metrics
+from sidu_bench.runner import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE_FILE = ROOT / "results" / "gates" / "faithfulness.json"
@@ -64,7 +66,7 @@ def test_committed_baseline_passes_against_itself(capsys):
     assert compare(BASELINE, "--tolerance-file", GATE_FILE) == 0
     report = capsys.readouterr().out
     assert failing_lines(report) == []
-    assert "0 failing of 42 compared cells" in report  # 6 explainers x 7 gated metrics
+    assert "0 failing of 78 compared cells" in report  # 6 explainers x 13 gated statistics
 
 
 @pytest.mark.parametrize(
@@ -80,7 +82,7 @@ def test_doctored_baseline_fails_naming_the_cell(tmp_path, capsys, tolerances, e
     assert len(failing) == 1, report
     assert failing[0].split()[:2] == [explainer, metric]
     assert failing[0].endswith("REGRESSION")
-    assert "1 failing of 42 compared cells" in report
+    assert "1 failing of 78 compared cells" in report
 
 
 @pytest.mark.parametrize("metric", gated_metrics())
@@ -115,7 +117,8 @@ def test_tolerances_follow_the_stated_rule_over_the_measured_variation(gate, tol
     rule = gate["tolerance_rule"]
     variation = pd.read_csv(VARIATION_FILE)
     assert set(variation["metric"]) == set(gated_metrics())
-    assert variation["variant"].nunique() >= 6
+    assert variation["variant"].nunique() >= 10
+    assert set(variation["backend"]) == {"auto", "torch"}
     assert set(variation["aten_cpu_capability"]) >= {"DEFAULT", "AVX2", "AVX512"}
     assert set(variation["torch_threads"]) >= {1, 2}
     for metric in gated_metrics():
@@ -137,8 +140,13 @@ def test_tolerances_follow_the_stated_rule_over_the_measured_variation(gate, tol
 
 def test_gate_file_names_the_baseline_commands_and_ci_agrees(gate):
     assert (ROOT / gate["baseline"] / "summary.csv").is_file()
+    # The baseline computed every built-in metric, the opt-in sanity checks included.
+    assert RunFolder(ROOT / gate["baseline"]).run_config().metrics == tuple(list_metrics())
     assert gate["commands"]["refresh_baseline"] == (
-        "python -m sidu_bench evaluate --device cpu --out results/reference --fresh"
+        "python -m sidu_bench evaluate --device cpu --metrics all --out results/reference --fresh"
+    )
+    assert gate["commands"]["evaluate"] == (
+        'python -m sidu_bench evaluate --device cpu --metrics all --out "$gate_dir" --fresh'
     )
     assert gate["commands"]["compare"].endswith(
         f"{gate['baseline']} --tolerance-file results/gates/faithfulness.json"

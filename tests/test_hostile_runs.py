@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from sidu_bench.cli import main
+from sidu_bench.metrics import list_metrics
 from sidu_bench.runner import RunConfig, RunFolder
 from sidu_bench.runner.config import DESCRIPTIVE_FIELDS
 from sidu_bench.runner.folder import RUNNING_FILE
@@ -239,7 +240,7 @@ def work_of(out, *options):
         dataset="synthetic",
         model="",
         explainers=explainers,
-        metrics=("pointing_game", "energy_pointing_game", "region_auc", "insertion_deletion"),
+        metrics=tuple(list_metrics(default_only=True)),
         layer="",
         limit=int(args.get("--limit", 4)),
         steps=8,

@@ -32,22 +32,25 @@ LABELS = ["center", "random"]
 SMALL = ["--device", "cpu", "--backend", "torch", "--limit", "4", "--steps", "4"]
 
 
+PROTOCOL_2_METRICS = ("pointing_game", "energy_pointing_game", "region_auc", "insertion_deletion")
+"""The metrics of every protocol-2 folder (the committed reference grid)."""
+
+
 def test_builtin_metrics_keep_the_published_layout():
     # records.csv, summary.csv and the report of every committed run folder have these columns
     # in this order; the registry must reproduce them whatever order the modules import in.
-    assert list_metrics() == [
-        "pointing_game",
-        "energy_pointing_game",
-        "region_auc",
-        "insertion_deletion",
-    ]
-    assert record_columns() == (
+    assert list_metrics() == [*PROTOCOL_2_METRICS, "road", "mprt", "emprt"]
+    assert list_metrics(default_only=True) == [*PROTOCOL_2_METRICS, "road"]
+    protocol_2_columns = (
         *("id", "category", "label", "target", "predicted", "predicted_prob", "target_prob"),
         *("explainer", "center_miss", "pointing_game_hit", "pointing_game_valid"),
         *("energy_pointing_game", "region_auc", "insertion_auc", "deletion_auc"),
         *("seconds", "metric_seconds", "backend", "device"),
     )
-    assert [s.name for s in summary_statistics()] == [
+    assert record_columns(PROTOCOL_2_METRICS) == protocol_2_columns
+    added = ("road_morf", "road_lerf", "road", "mprt_last", "mprt_mean", "mprt_undefined", "emprt")
+    assert record_columns() == (*protocol_2_columns[:-4], *added, *protocol_2_columns[-4:])
+    protocol_2_statistics = [
         "pointing_game",
         "pointing_game_hit_rate",
         "pointing_game_center_miss",
@@ -56,16 +59,21 @@ def test_builtin_metrics_keep_the_published_layout():
         "insertion_auc",
         "deletion_auc",
     ]
+    assert [s.name for s in summary_statistics(PROTOCOL_2_METRICS)] == protocol_2_statistics
+    new_statistics = ["road_morf", "road_lerf", "road", "mprt_last", "mprt_mean", "emprt"]
+    assert [s.name for s in summary_statistics()] == [*protocol_2_statistics, *new_statistics]
     assert [s.name for s in compared_statistics()] == [
         "pointing_game_hit_rate",
         "energy_pointing_game",
         "region_auc",
         "insertion_auc",
         "deletion_auc",
+        *new_statistics,
     ]
-    assert [s.name for s in summary_statistics() if not s.higher_is_better] == ["deletion_auc"]
+    lower = [s.name for s in summary_statistics() if not s.higher_is_better]
+    assert lower == ["deletion_auc", "road_morf", "mprt_last", "mprt_mean"]
     assert gated_metrics() == [s.name for s in summary_statistics()]
-    assert report_metrics() == [
+    assert report_metrics(PROTOCOL_2_METRICS) == [
         "pointing_game_hit_rate",
         "pointing_game",
         "pointing_game_center_miss",
@@ -75,7 +83,8 @@ def test_builtin_metrics_keep_the_published_layout():
         "deletion_auc",
         "seconds_per_image",
     ]
-    assert ranked_metrics() == {
+    assert report_metrics()[-7:] == [*new_statistics, "seconds_per_image"]
+    assert ranked_metrics(PROTOCOL_2_METRICS) == {
         "pointing_game": "pointing_game_hit_rate",
         "energy_pointing_game": "energy_pointing_game",
         "region_auc": "region_auc",
@@ -162,7 +171,7 @@ BAD_DESCRIPTIONS = [
 def test_bad_descriptions_and_names_are_refused(build, error, message):
     with pytest.raises(error, match=message):
         build()
-    assert list_metrics()[-1] == "insertion_deletion"  # nothing was registered
+    assert list_metrics()[-1] == "emprt"  # nothing was registered
 
 
 def test_a_registered_metric_comes_after_the_builtins(registered):
@@ -220,8 +229,8 @@ def test_a_registered_metric_reaches_records_summary_and_protocol(toy_run):
         assert summary.at[label, "map_peak_n"] == 4
         assert summary.at[label, "map_peak_verdict"] == "n/a"  # no SIDU reference in the run
     markdown = (toy_run / "summary.md").read_text()
-    assert "Higher is better except deletion AUC and map peak." in markdown
-    assert "| deletion_auc | map_peak | s/image |" in markdown
+    assert "Higher is better except deletion AUC, ROAD MoRF and map peak." in markdown
+    assert "| deletion_auc | road_morf | road_lerf | road | map_peak | s/image |" in markdown
     config = json.loads((toy_run / "config.json").read_text())
     assert config["metrics"][-1] == "map_peak"
     assert config["protocol"]["map_peak"] == {"reduction": "maximum of the map"}
@@ -254,7 +263,7 @@ def test_a_registered_metric_is_ranked_in_the_report(toy_run, tmp_path):
     assert (pairs["metric"] == "map_peak").sum() == 1  # one pair of two explainers
     markdown = (tmp_path / "report.md").read_text()
     assert "### map_peak (lower is better)" in markdown
-    assert "lower is better for deletion AUC and map peak" in markdown
+    assert "lower is better for deletion AUC, ROAD MoRF and map peak" in markdown
     assert "- `map_peak.reduction`: maximum of the map" in markdown
 
 
@@ -333,3 +342,27 @@ def test_an_imported_plugin_metric_joins_the_protocol_only_when_computed(tmp_pat
     assert report.loc[("plugin_peak", "random"), "n"] == 2
     assert report.loc[("plugin_peak", "center"), "n"] == 0
     assert report.loc[("insertion_auc", "center"), "n"] == 2
+
+
+def test_metrics_all_selects_every_registered_metric_and_list_marks_the_opt_in(
+    registered, tmp_path, capsys
+):
+    registered(peak_metric("all_peak"))
+    out = tmp_path / "all"
+    arguments = ["evaluate", *SMALL, "--limit", "1", "--explainers", "center"]
+    assert main([*arguments, "--metrics", "all", "--out", str(out)]) == 0
+    config = RunFolder(out / RUN).run_config()
+    builtin = (*PROTOCOL_2_METRICS, "road", "mprt", "emprt")
+    assert config.metrics == tuple(list_metrics())  # the plug-ins registered now included
+    assert config.metrics[: len(builtin)] == builtin
+    assert "all_peak" in config.metrics[len(builtin) :]
+    records = pd.read_csv(out / RUN / "records.csv")
+    assert list(records.columns) == list(record_columns(config.metrics))
+    assert records.loc[0, "mprt_last"] == 1.0  # a model-independent map survives randomisation
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out.splitlines()[-1]
+    assert listed.startswith(
+        "metrics:    pointing_game, energy_pointing_game, region_auc, insertion_deletion, road, "
+        "mprt (opt-in), emprt (opt-in), "
+    )
+    assert "all_peak" in listed.split(", ")

@@ -1,4 +1,4 @@
-"""config.json and the protocol id serialise exactly as the committed protocol-2 run folders did.
+"""config.json and the protocol id serialise exactly as the committed protocol-3 run folders did.
 
 The protocol's metric entries are derived from the code (the metric registry, the RISE kernel's
 constants), so this guards two things: today's code writes byte for byte what the committed
@@ -36,7 +36,7 @@ def without_environment(content):
 @pytest.fixture(params=COMMITTED, ids=lambda folder: f"{folder.parent.name}/{folder.name}")
 def stored(request):
     content = stored_config(request.param)
-    assert content["protocol"]["protocol_version"] == 2
+    assert content["protocol"]["protocol_version"] == PROTOCOL_VERSION
     return content
 
 
@@ -60,7 +60,7 @@ def test_protocol_and_statistics_equal_the_stored_ones(stored):
         assert protocol[key] == value, key
     assert config.statistics() == stored["statistics"]
     assert protocol_id(protocol) == protocol_id(stored["protocol"])
-    assert PROTOCOL_VERSION == 2
+    assert PROTOCOL_VERSION == 3
 
 
 def test_the_protocol_id_follows_the_blur_kernel(monkeypatch):

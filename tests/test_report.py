@@ -12,6 +12,7 @@ import pytest
 
 from sidu_bench import report as report_module
 from sidu_bench.cli import main
+from sidu_bench.metrics import list_metrics
 from sidu_bench.report import build_report, expand_run_dirs
 from sidu_bench.runner import RunFolder
 from sidu_bench.runner.folder import record_columns
@@ -24,7 +25,9 @@ from sidu_bench.tables.statistics import (
     summarise,
 )
 
-COMPARED_METRICS = [statistic.name for statistic in compared_statistics()]
+DEFAULT_METRICS = list_metrics(default_only=True)
+"""What the runs of these tests compute (no --metrics)."""
+COMPARED_METRICS = [statistic.name for statistic in compared_statistics(DEFAULT_METRICS)]
 
 RUN_NAME = "synthetic-synthetic_cnn"
 SMALL = ["--limit", "4", "--steps", "8"]
@@ -70,7 +73,7 @@ def test_every_cell_equals_its_runs_summary(runs, tmp_path):
         "faithfulness_vs_cost.png",
     ]
     table = read_report(tmp_path / "out")
-    assert len(table) == (3 + 1 + 3) * len(report_metrics())
+    assert len(table) == (3 + 1 + 3) * len(report_metrics(DEFAULT_METRICS))
     assert set(zip(table["dataset"], table["model"], strict=True)) == {
         ("synthetic", "synthetic_cnn"),
         ("synthetic", "other_cnn"),

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from sidu_bench.cli import main
-from sidu_bench.metrics import summary_statistics
+from sidu_bench.metrics import list_metrics, summary_statistics
 from sidu_bench.runner import config as config_module
 from sidu_bench.runner import run as run_module
 from sidu_bench.runner.folder import record_columns
@@ -40,18 +40,18 @@ def read_records(run_dir):
 
 def test_run_writes_records_summary_config_and_figures(finished_run):
     records = read_records(finished_run)
-    assert list(records.columns) == list(record_columns())
+    assert list(records.columns) == list(record_columns(list_metrics(default_only=True)))
     assert len(records) == 6 * len(LABELS)
     assert sorted(records["explainer"].unique()) == sorted(LABELS)
     assert records["insertion_auc"].between(0, 1).all()
     assert records["pointing_game_valid"].all()
     summary = pd.read_csv(finished_run / "summary.csv")
     assert summary["explainer"].tolist() == LABELS
-    for metric in (statistic.name for statistic in summary_statistics()):
+    for metric in (s.name for s in summary_statistics(list_metrics(default_only=True))):
         for suffix in ("", "_ci_low", "_ci_high", "_n"):
             assert f"{metric}{suffix}" in summary.columns
     config = json.loads((finished_run / "config.json").read_text())
-    assert config["protocol"]["protocol_version"] == 2
+    assert config["protocol"]["protocol_version"] == 3
     assert config["protocol"]["precision"] == "ieee"
     assert "statistics" not in config["protocol"]
     assert config["environment"]["backend"]["name"] in ("torch", "onnxruntime")

@@ -42,7 +42,8 @@ class ScoringSettings:
     """The run settings a metric reads when it scores an item or describes its protocol.
 
     Protocol entries (:attr:`Metric.protocol`) read only ``tolerance``, ``steps`` and ``step``;
-    the other fields choose how the numbers are computed (environment), not what they are.
+    ``batch_size``, ``backend``, ``precision`` and ``dtype`` choose how the numbers are computed
+    (environment), not what they are.
 
     Attributes:
         tolerance: the pointing game's hit radius in pixels (None: the data set declares none).
@@ -52,6 +53,12 @@ class ScoringSettings:
         backend: engine of the model's forwards (``"torch"``, ``"onnxruntime"`` or ``"auto"``).
         precision: float32 CUDA arithmetic, ``"ieee"`` or ``"tf32"``.
         dtype: autocast dtype of the forwards (None: the model's own dtype).
+        seed: the run's seed (a metric's randomness derives from it and the item id).
+        mean: the model's input normalisation mean (per channel, on ``[0, 1]`` pixels), so a
+            metric can work in pixel space: ``pixels = image * std + mean``.
+        std: the normalisation's standard deviation.
+        blocks: the model's blocks in forward order (module names the model spec declares;
+            empty: none declared), for metrics that change the model block by block.
     """
 
     tolerance: float | None
@@ -61,6 +68,10 @@ class ScoringSettings:
     backend: str = "torch"
     precision: str = "ieee"
     dtype: torch.dtype | None = None
+    seed: int = 0
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    blocks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,12 @@ class ScoredItem:
         maps: ``[1, S, S]`` float32 saliency map, finite, on the image's device.
         target: ``[1]`` int64, the explained class.
         region: boolean ground-truth region ``[H0, W0]`` at the original size, or None.
+        item_id: the item's id (to seed a metric's randomness per item).
+        explain_under: ``explain_under(other_model) -> [1, S, S]`` maps of this item by the same
+            explainer (same options, layer and seed) rebuilt on ``other_model``, a model of the
+            same architecture (its modules named alike), explaining the same ``target``; for
+            metrics that need the explanation under changed weights. None where the caller
+            cannot rebuild the explainer.
     """
 
     model: nn.Module
@@ -80,6 +97,8 @@ class ScoredItem:
     maps: Tensor
     target: Tensor
     region: Tensor | None
+    item_id: str = ""
+    explain_under: Callable[[nn.Module], Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +184,7 @@ class Metric:
         uses_regions: it scores against the ground-truth region (a localisation metric).
         position: where its columns go in ``records.csv`` and ``summary.csv`` (ascending; ties
             in name order).
+        default: computed when ``--metrics`` is not given (a costly metric is opt-in).
     """
 
     name: str
@@ -174,6 +194,7 @@ class Metric:
     protocol: Callable[[ScoringSettings], dict[str, object]] | None = None
     uses_regions: bool = False
     position: int = DEFAULT_POSITION
+    default: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -265,19 +286,24 @@ def registered_metrics() -> tuple[Metric, ...]:
     return tuple(sorted(metrics, key=lambda metric: metric.position))
 
 
-def list_metrics() -> list[str]:
-    """The names ``--metrics`` accepts, in table order."""
-    return [metric.name for metric in registered_metrics()]
+def list_metrics(*, default_only: bool = False) -> list[str]:
+    """The names ``--metrics`` accepts, in table order (``default_only``: those run by default)."""
+    return [m.name for m in registered_metrics() if m.default or not default_only]
 
 
-def metric_columns() -> tuple[str, ...]:
-    """The ``records.csv`` columns of every registered metric, in table order."""
-    return tuple(column for metric in registered_metrics() for column in metric.columns)
+def _chosen(metrics: Sequence[str] | None) -> tuple[Metric, ...]:
+    """The registered metrics named in ``metrics`` (all for ``None``), in table order."""
+    return tuple(m for m in registered_metrics() if metrics is None or m.name in metrics)
 
 
-def summary_statistics() -> tuple[Statistic, ...]:
-    """The ``summary.csv`` statistics of every registered metric, in table order."""
-    return tuple(statistic for metric in registered_metrics() for statistic in metric.statistics)
+def metric_columns(metrics: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The ``records.csv`` columns of ``metrics`` (default: every registered metric), in order."""
+    return tuple(column for metric in _chosen(metrics) for column in metric.columns)
+
+
+def summary_statistics(metrics: Sequence[str] | None = None) -> tuple[Statistic, ...]:
+    """The ``summary.csv`` statistics of ``metrics`` (default: every registered metric)."""
+    return tuple(statistic for metric in _chosen(metrics) for statistic in metric.statistics)
 
 
 def get_statistic(name: str) -> Statistic:

@@ -38,6 +38,11 @@ class ModelSpec:
         domain: the kind of images the model was trained on (``"natural-images"``,
             ``"synthetic-shapes"``, ...; see :mod:`sidu_bench.domains`); the runner refuses a data
             set of another domain unless told otherwise. ``None``: undeclared (also refused).
+        blocks: the model's blocks in forward order (stem, stages, head), for metrics that
+            change the model block by block (the model-randomisation checks): each a dotted
+            module name, or several joined by ``+`` for a stage that is not one module
+            (``"blocks.1+blocks.2"``); together they hold every module with
+            ``reset_parameters``, each once. Empty: none declared.
     """
 
     module: nn.Module
@@ -50,6 +55,7 @@ class ModelSpec:
     class_space: str | None = None
     interpolation: str = "bilinear"
     domain: str | None = None
+    blocks: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:

@@ -21,7 +21,11 @@ import torchvision
 
 from sidu_bench.domains import NATURAL_IMAGES
 from sidu_bench.models._api import ModelSpec
-from sidu_bench.models.torchvision_models import adapt_architecture, default_layer
+from sidu_bench.models.torchvision_models import (
+    adapt_architecture,
+    default_blocks,
+    default_layer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,4 +150,5 @@ def _torchvision_spec(
         default_layer=layer if layer is not None else default_layer(arch, module),
         class_space=metadata.get("class_space"),
         domain=metadata.get("domain", NATURAL_IMAGES),
+        blocks=default_blocks(arch, module),
     )

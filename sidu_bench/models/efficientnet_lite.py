@@ -63,6 +63,23 @@ class EfficientNetLite(nn.Module):
         return self.fc(self.dropout(x))
 
 
+def stage_blocks(module: EfficientNetLite) -> tuple[str, ...]:
+    """The blocks of :attr:`ModelSpec.blocks`: ``stem``, each stage of ``blocks``, ``head``, ``fc``.
+
+    A stage is a run of consecutive MBConv blocks with the same number of output channels (7
+    stages in Lite0/1/2: ``blocks.0``, ``blocks.1+blocks.2``, ...), so 10 blocks in all.
+    """
+    stages: list[list[str]] = []
+    previous = None
+    for index, block in enumerate(module.blocks):
+        channels = block._block_args.output_filters
+        if channels != previous:
+            stages.append([])
+        stages[-1].append(f"blocks.{index}")
+        previous = channels
+    return ("stem", *("+".join(stage) for stage in stages), "head", "fc")
+
+
 def _package(variant: str) -> tuple[type[nn.Module], Path]:
     """The package's EfficientNet class and the path of the packaged weights of ``variant``."""
     _, file_class, _ = _VARIANTS[variant]
@@ -94,8 +111,9 @@ def build(variant: str, *, checkpoint: Path | None = None) -> ModelSpec:
     names = tuple(metadata.get("class_names", imagenet))
     net = network_class.from_name(package_name, num_classes=len(names))
     load_state(net, state, path)
+    module = EfficientNetLite(net).eval()
     return ModelSpec(
-        module=EfficientNetLite(net).eval(),
+        module=module,
         name=variant if checkpoint is None else f"{variant}@{checkpoint}",
         input_size=int(metadata.get("input_size", size)),
         mean=TFLITE_MEAN,
@@ -104,6 +122,7 @@ def build(variant: str, *, checkpoint: Path | None = None) -> ModelSpec:
         default_layer=DEFAULT_LAYER,
         class_space=metadata.get("class_space", IMAGENET_SPACE if names == imagenet else None),
         domain=NATURAL_IMAGES,
+        blocks=stage_blocks(module),
     )
 
 

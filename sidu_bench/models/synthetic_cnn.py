@@ -33,6 +33,8 @@ STD = (0.25, 0.25, 0.25)
 WIDTHS = (8, 16, 32, 64)
 STRIDES = (2, 2, 2, 1)
 DEFAULT_LAYER = "features"
+BLOCKS = (*(f"features.block{index}" for index in range(1, len(WIDTHS) + 1)), "fc")
+"""The Conv-BN-ReLU blocks and the classifier (:attr:`ModelSpec.blocks`)."""
 
 
 class SyntheticCNN(nn.Module):
@@ -78,6 +80,7 @@ def synthetic_cnn(*, checkpoint: Path | None = None) -> ModelSpec:
         default_layer=DEFAULT_LAYER,
         class_space=metadata.get("class_space", SHAPES_CLASS_SPACE),
         domain=SYNTHETIC_SHAPES,
+        blocks=BLOCKS,
     )
 
 

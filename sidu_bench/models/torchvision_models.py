@@ -100,6 +100,73 @@ def default_layer(arch: str, module: nn.Module) -> str:
     )
 
 
+def _with_parameters(module: nn.Module, prefix: str) -> list[str]:
+    """``prefix.child`` for each child of ``module`` (in order) that holds parameters."""
+    return [
+        f"{prefix}.{name}"
+        for name, child in module.named_children()
+        if next(child.parameters(), None) is not None
+    ]
+
+
+def _stages_at_pools(features: nn.Module, prefix: str) -> list[str]:
+    """The children of ``features`` with parameters, in stages that end at a max-pooling layer."""
+    stages: list[list[str]] = [[]]
+    for name, child in features.named_children():
+        if next(child.parameters(), None) is not None:
+            stages[-1].append(f"{prefix}.{name}")
+        if isinstance(child, nn.MaxPool2d):
+            stages.append([])
+    return ["+".join(stage) for stage in stages if stage]
+
+
+def default_blocks(arch: str, module: nn.Module) -> tuple[str, ...]:
+    """The blocks of a torchvision architecture (:attr:`ModelSpec.blocks`), stem to head.
+
+    ResNet/ResNeXt/Wide-ResNet ``conv1+bn1``, ``layer1``..``layer4``, ``fc`` (6); VGG and
+    AlexNet the stages of ``features`` (each up to its max-pooling) and ``classifier`` (6 for
+    VGG, 4 for AlexNet); EfficientNet (v1, v2), ConvNeXt and MobileNet each child of
+    ``features`` that has parameters and ``classifier``; RegNet ``stem``, the four blocks of
+    ``trunk_output``, ``fc``; DenseNet the stem convolution and norm, each dense block with its
+    transition (the last with ``norm5``), ``classifier``; ShuffleNet ``conv1``, ``stage2``..
+    ``stage4``, ``conv5``, ``fc``; Swin each child of ``features``, ``norm``, ``head``; MaxViT
+    ``stem``, each of ``blocks``, ``classifier``; ViT ``conv_proj``, each encoder layer,
+    ``encoder.ln``, ``heads``. Others (GoogLeNet, Inception, MNASNet, SqueezeNet): none.
+    """
+    children = dict(module.named_children())
+    if arch.startswith(("resnet", "resnext", "wide_resnet")):
+        return ("conv1+bn1", "layer1", "layer2", "layer3", "layer4", "fc")
+    if arch.startswith(("vgg", "alexnet")):
+        return (*_stages_at_pools(children["features"], "features"), "classifier")
+    if arch.startswith(("efficientnet", "convnext", "mobilenet")):
+        return (*_with_parameters(children["features"], "features"), "classifier")
+    if arch.startswith("regnet"):
+        return ("stem", *_with_parameters(children["trunk_output"], "trunk_output"), "fc")
+    if arch.startswith("densenet"):
+        names = [name for name, _ in children["features"].named_children()]
+        dense = [name for name in names if name.startswith("denseblock")]
+        stages = [
+            f"features.{name}+features.{name.replace('denseblock', 'transition')}"
+            for name in dense[:-1]
+        ]
+        return (
+            "features.conv0+features.norm0",
+            *stages,
+            f"features.{dense[-1]}+features.norm5",
+            "classifier",
+        )
+    if arch.startswith("shufflenet"):
+        return ("conv1", "stage2", "stage3", "stage4", "conv5", "fc")
+    if arch.startswith("swin"):
+        return (*_with_parameters(children["features"], "features"), "norm", "head")
+    if arch.startswith("maxvit"):
+        return ("stem", *_with_parameters(children["blocks"], "blocks"), "classifier")
+    if arch.startswith("vit"):
+        layers = _with_parameters(module.get_submodule("encoder.layers"), "encoder.layers")
+        return ("conv_proj", *layers, "encoder.ln", "heads")
+    return ()
+
+
 class DenseNetPostReLU(nn.Module):
     """A torchvision DenseNet whose final ReLU is a module (``features.relu5``).
 
@@ -176,4 +243,5 @@ def from_weights(name: str, *, layer: str | None = None) -> ModelSpec:
         class_space=IMAGENET_SPACE if len(categories) == 1000 else None,
         domain=NATURAL_IMAGES,
         interpolation=preset.interpolation.value,
+        blocks=default_blocks(arch, module),
     )

@@ -13,9 +13,10 @@ record, and may differ when a run is resumed. The summary statistics are recompu
 records (``python -m sidu_bench summarise``), so they are described beside the protocol
 (``statistics``) and never block a resume.
 
-Protocol versions: 2 is the current one (1, the first reference runs, is no longer read). When
-the version is bumped, the previous one stays readable (:data:`READABLE_PROTOCOL_VERSIONS`);
-older folders get an error naming their version. Each metric's protocol entry is present only
+Protocol versions: 3 is the current one (it adds ROAD and the model-randomisation checks to the
+metrics); 2 stays readable; 1 (the first reference runs) is not. When the version is bumped,
+the previous one stays readable (:data:`READABLE_PROTOCOL_VERSIONS`); older folders get an error
+naming their version. Each metric's protocol entry is present only
 when the run computes that metric, and two runs are compared on the run-wide fields plus the
 entries of the metrics both computed (:func:`protocol_differences`), so a run with a subset of
 ``--metrics`` still shares a table on the metrics it has. The protocol is documented in
@@ -41,8 +42,8 @@ from sidu_bench.stats import CONFIDENCE, FAMILYWISE_ALPHA, RESAMPLES
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 2
-READABLE_PROTOCOL_VERSIONS = (2,)
+PROTOCOL_VERSION = 3
+READABLE_PROTOCOL_VERSIONS = (2, 3)
 """The protocol versions whose run folders this version reads (the current and the previous)."""
 RESUMABLE_FIELDS = ("limit", "explainers", "batch_size", "device", "root", "download", "backend")
 """Fields that may change when a run is resumed: they select work, not how it is scored."""
@@ -155,6 +156,9 @@ class RunConfig:
             backend=self.backend,
             precision=self.precision,
             dtype=self.forward_dtype,
+            seed=self.seed,
+            mean=self.normalisation[0],
+            std=self.normalisation[1],
         )
 
     def protocol(self) -> dict[str, object]:

@@ -28,6 +28,8 @@ from sidu_bench.runner.folder import ItemResult, RunFolder
 
 log = logging.getLogger(__name__)
 
+CURVE_KEYS = ("insertion@", "deletion@", "road_morf@", "road_lerf@", "mprt@")
+"""The curves every item keeps in the figure data (float16): insertion/deletion, ROAD, MPRT."""
 SAMPLE_SIZE = 112
 """Largest side of the sample images and maps kept for the overlay figure."""
 
@@ -67,7 +69,7 @@ def compact_arrays(
     """
     arrays: dict[str, np.ndarray] = {}
     for key, value in result.arrays.items():
-        if key.startswith(("insertion@", "deletion@")):
+        if key.startswith(CURVE_KEYS):
             arrays[key] = value.astype(np.float16)
         elif key in ("rgb", "region") or (key.startswith("map@") and value.dtype == np.uint8):
             arrays[key] = value

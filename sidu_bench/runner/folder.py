@@ -114,13 +114,13 @@ _ROWS_KEY = "__rows__"
 _SEPARATOR = "|"
 
 
-def record_columns() -> tuple[str, ...]:
+def record_columns(metrics: Sequence[str] | None = None) -> tuple[str, ...]:
     """Columns of ``records.csv``, one row per (item, explainer).
 
-    The item's, then each registered metric's (:func:`sidu_bench.metrics.metric_columns`),
-    then the costs.
+    The item's, then those of ``metrics`` (the metrics the run computes; default: every
+    registered one; :func:`sidu_bench.metrics.metric_columns`), then the costs.
     """
-    return (*ITEM_COLUMNS, *metric_columns(), *TIMING_COLUMNS)
+    return (*ITEM_COLUMNS, *metric_columns(metrics), *TIMING_COLUMNS)
 
 
 @dataclass
@@ -244,16 +244,23 @@ class RunFolder:
             raise ValueError(f"corrupt {path}: no {', '.join(missing)} column(s)")
         return records
 
-    def write_records(self, rows: Sequence[Mapping[str, object]]) -> None:
-        """Write ``records.csv`` (one row per item and explainer)."""
-        self._write_rows(self.path / RECORDS_FILE, rows)
+    def write_records(
+        self, rows: Sequence[Mapping[str, object]], metrics: Sequence[str] | None = None
+    ) -> None:
+        """Write ``records.csv``: one row per item and explainer, the columns of ``metrics``."""
+        self._write_rows(self.path / RECORDS_FILE, rows, metrics)
 
     def write_partial_records(
-        self, rank: int, world: int, results: Iterable[ItemResult], labels: Sequence[str]
+        self,
+        rank: int,
+        world: int,
+        results: Iterable[ItemResult],
+        labels: Sequence[str],
+        metrics: Sequence[str] | None = None,
     ) -> None:
         """Write the record rows of ``labels`` of this rank's finished items."""
         rows = [r.rows[label] for r in results for label in labels if label in r.rows]
-        self._write_rows(self._file(PARTIAL_RECORDS, ".csv", rank, world), rows)
+        self._write_rows(self._file(PARTIAL_RECORDS, ".csv", rank, world), rows, metrics)
 
     def remove_partial_records(self) -> None:
         """Delete the partial record files (the run is merged)."""
@@ -283,8 +290,10 @@ class RunFolder:
         return rows
 
     @staticmethod
-    def _write_rows(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
-        table = pd.DataFrame(rows, columns=list(record_columns()))
+    def _write_rows(
+        path: Path, rows: Sequence[Mapping[str, object]], metrics: Sequence[str] | None
+    ) -> None:
+        table = pd.DataFrame(rows, columns=list(record_columns(metrics)))
         atomic_write_text(path, _escaped(table, TEXT_COLUMNS).to_csv(index=False))
 
     # -- skipped.csv -----------------------------------------------------------------------

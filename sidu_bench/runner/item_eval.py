@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +18,6 @@ from sidu_bench.metrics import (
     ScoringSettings,
     get_metric,
     pointing_game,
-    registered_metrics,
 )
 from sidu_bench.runner.folder import ItemResult
 
@@ -35,6 +34,8 @@ class ItemContext:
         metrics: the metrics to compute.
         target_rule: ``pred`` or ``label``.
         scoring: what the metrics read (:meth:`~sidu_bench.runner.RunConfig.scoring`).
+        rebuild: ``rebuild(label, model)``, the explainer ``label`` built on another model (for
+            metrics that explain an item under changed weights); None: not offered.
         backend_name: the engine that runs the perturbation forwards (recorded per row).
         keep_image: keep the item's image and region for the figures.
     """
@@ -46,6 +47,7 @@ class ItemContext:
     metrics: Sequence[str]
     target_rule: str
     scoring: ScoringSettings
+    rebuild: Callable[[str, nn.Module], object] | None = None
     backend_name: str = "torch"
     keep_image: bool = False
 
@@ -80,7 +82,7 @@ def _score(
     """
     values = {
         column: default
-        for metric in registered_metrics()
+        for metric in map(get_metric, context.metrics)
         for column, default in metric.columns.items()
     }
     for name in context.metrics:
@@ -99,6 +101,20 @@ def center_miss(context: ItemContext, item: Item, image: torch.Tensor) -> bool:
     maps = context.center(image, torch.zeros(1, dtype=torch.long, device=image.device), [item.id])
     hits, valid = pointing_game(maps.cpu(), [item.region], tolerance=tolerance)
     return bool(valid[0]) and not bool(hits[0])
+
+
+def _explain_under(
+    context: ItemContext, label: str, image: torch.Tensor, targets: torch.Tensor, item_id: str
+) -> Callable[[nn.Module], torch.Tensor] | None:
+    """The item's maps by explainer ``label`` rebuilt on another model (None: not offered)."""
+    if context.rebuild is None:
+        return None
+
+    def explain(model: nn.Module) -> torch.Tensor:
+        maps = context.rebuild(label, model)(image, targets, [item_id])
+        return maps.detach().to(device=context.device, dtype=torch.float32)
+
+    return explain
 
 
 def evaluate_item(
@@ -155,7 +171,15 @@ def evaluate_item(
         if not bool(torch.isfinite(maps).all()):
             raise ValueError(f"explainer {label!r} returned a non-finite map for item {item.id!r}")
         start = time.perf_counter()
-        scored = ScoredItem(context.model, image, maps, targets, item.region)
+        scored = ScoredItem(
+            context.model,
+            image,
+            maps,
+            targets,
+            item.region,
+            item_id=item.id,
+            explain_under=_explain_under(context, label, image, targets, item.id),
+        )
         row = dict(base, explainer=label, **_score(context, scored, result, label))
         synchronize(context.device)
         row["seconds"] = seconds

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import re
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -39,7 +40,7 @@ from sidu_bench.devices import resolve_device
 from sidu_bench.errors import ParameterError
 from sidu_bench.explainers import Explainer, get_explainer
 from sidu_bench.io import check_writable_folder
-from sidu_bench.metrics import list_metrics
+from sidu_bench.metrics import ScoringSettings, list_metrics
 from sidu_bench.models import ModelSpec, get_model
 from sidu_bench.runner import distributed
 from sidu_bench.runner.config import (
@@ -125,6 +126,8 @@ class BuiltRun:
         device: the device the run computes on.
         dataset: the data set, preprocessed for the model.
         explainers: the explainers by canonical label.
+        factory: builds the explainers, also on other models (:class:`ExplainerFactory`).
+        scoring: what the metrics read (:meth:`RunConfig.scoring` and the model's blocks).
         folder: the run folder.
     """
 
@@ -133,6 +136,8 @@ class BuiltRun:
     device: torch.device
     dataset: ItemDataset
     explainers: dict[str, Explainer]
+    factory: ExplainerFactory
+    scoring: ScoringSettings
     folder: RunFolder
 
 
@@ -270,19 +275,8 @@ def build_run(
         first = dataset.unreadable[0]
         raise UnreadableItemError(first.item_id, first.file, first.reason)
     model = spec.module.to(device).eval()
-    built = [
-        get_explainer(
-            name,
-            model,
-            spec.default_layer,
-            seed=config.seed,
-            dtype=config.forward_dtype,
-            batch_size=config.batch_size,
-            backend=config.backend,
-            precision=config.precision,
-        )
-        for name in config.explainers
-    ]
+    factory = ExplainerFactory(config, spec.default_layer)
+    built = [factory(name, model) for name in config.explainers]
     explainers = {explainer.label: explainer for explainer in built}
     completed = replace(
         config,
@@ -298,7 +292,40 @@ def build_run(
         std=spec.std,
     )
     folder = RunFolder(Path(out) / run_folder_name(config.dataset, spec.name))
-    return BuiltRun(completed, model, device, dataset, explainers, folder)
+    scoring = replace(completed.scoring(), blocks=spec.blocks)
+    return BuiltRun(completed, model, device, dataset, explainers, factory, scoring, folder)
+
+
+class ExplainerFactory:
+    """Builds a run's explainers, on its model or on another one of the same architecture.
+
+    An explainer is built once per (model, spec) and kept while its model lives, so a metric
+    that explains every item under the same changed models (the model-randomisation checks)
+    reuses each one: its hooks, and its ONNX Runtime session, follow that model's weights.
+    """
+
+    def __init__(self, config: RunConfig, layer: str) -> None:
+        self._config, self._layer = config, layer
+        self._built: weakref.WeakKeyDictionary[nn.Module, dict[str, Explainer]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __call__(self, spec: str, model: nn.Module) -> Explainer:
+        """The explainer ``spec`` (a name or canonical label) on ``model``."""
+        built = self._built.setdefault(model, {})
+        if spec not in built:
+            config = self._config
+            built[spec] = get_explainer(
+                spec,
+                model,
+                self._layer,
+                seed=config.seed,
+                dtype=config.forward_dtype,
+                batch_size=config.batch_size,
+                backend=config.backend,
+                precision=config.precision,
+            )
+        return built[spec]
 
 
 def prepare_run(run: BuiltRun, *, fresh: bool = False) -> PreparedRun:
@@ -326,7 +353,8 @@ def prepare_run(run: BuiltRun, *, fresh: bool = False) -> PreparedRun:
         center=get_explainer("center", run.model, config.layer, seed=config.seed),
         metrics=config.metrics,
         target_rule=config.target,
-        scoring=config.scoring(),
+        scoring=run.scoring,
+        rebuild=run.factory,
         backend_name=str(setup["backend"]["name"]),
     )
     order = run.dataset.order(limit=config.limit, seed=config.seed)
@@ -441,7 +469,9 @@ def run_items(
             folder.save_item(result)
             finished[item_id] = result
             compact[item_id] = compact_arrays(result, mean, std)
-            folder.write_partial_records(rank, world, finished.values(), config.explainers)
+            folder.write_partial_records(
+                rank, world, finished.values(), config.explainers, config.metrics
+            )
             folder.write_figure_data(rank, world, compact)
             now = time.perf_counter()
             if bar.disable and (done in (1, todo) or now - logged > ETA_LOG_SECONDS):
@@ -475,7 +505,7 @@ def merge_run(run: BuiltRun, prepared: PreparedRun) -> pd.DataFrame:
             raise RuntimeError(f"item {item_id!r} has no stored result in {folder}")
         rows += [result.rows[label] for label in run.config.explainers]
         readable.append(index)
-    folder.write_records(rows)
+    folder.write_records(rows, run.config.metrics)
     folder.write_skipped(unreadable)
     summary = summarise_run(folder, localisation_skipped=dataset.skipped_among(readable).count)
     folder.remove_partial_records()

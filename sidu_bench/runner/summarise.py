@@ -17,6 +17,7 @@ from sidu_bench.runner.folder import SKIPPED_FILE, RunFolder
 from sidu_bench.tables.markdown import summary_markdown
 from sidu_bench.tables.statistics import (
     compare_pairs,
+    compared_statistics,
     count_skipped_by_localisation,
     reference_explainer,
     reference_pairs,
@@ -98,19 +99,22 @@ def summarise_run(
     explainers = list(config.explainers)
     records = folder.records(config.metrics)
     records = records[records["explainer"].isin(explainers)]
-    summary = summarise(records, explainers, seed=config.seed)
+    metrics = config.metrics
+    summary = summarise(records, explainers, seed=config.seed, metrics=metrics)
     reference = reference_explainer(explainers)
     comparisons = None
     if reference is not None:
         pairs = reference_pairs(explainers, reference)
-        comparisons = compare_pairs(records, pairs, seed=config.seed)
+        compared = [statistic.name for statistic in compared_statistics(metrics)]
+        comparisons = compare_pairs(records, pairs, compared, seed=config.seed)
     if localisation_skipped is None:
         localisation_skipped = count_skipped_by_localisation(records, config.metrics)
     header = summary_header(
         content, int(records["id"].nunique()), localisation_skipped, folder.count_skipped()
     )
-    markdown = summary_markdown(summary, comparisons, header, weak=weak_per_class(records))
-    table = with_comparison_columns(summary, comparisons, reference)
+    weak = weak_per_class(records, metrics)
+    markdown = summary_markdown(summary, comparisons, header, weak=weak, metrics=metrics)
+    table = with_comparison_columns(summary, comparisons, reference, metrics)
     folder.write_summary(table, markdown)
     if folder.has_items() or folder.figure_data():
         redraw_figures(folder, config, list(records["id"]))

@@ -48,6 +48,11 @@ def metric_cell(value: float, low: float, high: float, n: int) -> tuple[str, boo
     return (f"{cell} †" if small else cell), small
 
 
+def _listed(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+
+
 def format_p(value: float) -> str:
     """A p-value with 3 significant digits, a dash when it is undefined."""
     return "–" if np.isnan(value) else f"{value:.3g}"
@@ -70,6 +75,7 @@ def summary_markdown(
     header: Mapping[str, object],
     *,
     weak: Mapping[str, tuple[int, int]] | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> str:
     """A run's ``summary.md``: header, the metric table with 95 % CIs, paired comparisons.
 
@@ -81,39 +87,41 @@ def summary_markdown(
         weak: the per-class statistics with one scored item in most classes
             (:func:`~sidu_bench.tables.statistics.weak_per_class`): marked ‡, and the per-item
             statistic that ranks each (the pointing game's hit rate) leads as the headline.
+        metrics: the metrics the run computed, whose statistics are the columns (default: all).
 
     Returns:
         The Markdown text.
     """
     weak = weak or {}
-    metrics = [statistic.name for statistic in summary_statistics()]
-    titles = {metric: metric for metric in metrics}
+    statistics = summary_statistics(metrics)
+    columns = [statistic.name for statistic in statistics]
+    titles = {column: column for column in columns}
     headlines = {}
     for metric in weak:
         headline = get_statistic(metric).ranked_by
         if headline is not None:
-            metrics.remove(headline)
-            metrics.insert(metrics.index(metric), headline)
+            columns.remove(headline)
+            columns.insert(columns.index(metric), headline)
             titles[headline] = f"{headline} (headline)"
             headlines[metric] = get_statistic(headline).label
         titles[metric] = f"{metric} ‡"
-    lower = [s.label for s in summary_statistics() if not s.higher_is_better]
-    rule = f"Higher is better except {' and '.join(lower)}." if lower else "Higher is better."
+    lower = [s.label for s in statistics if not s.higher_is_better]
+    rule = f"Higher is better except {_listed(lower)}." if lower else "Higher is better."
     lines = [f"# {header.get('dataset')} × {header.get('model')}", ""]
     lines += [f"- **{key}**: {value}" for key, value in header.items()]
     lines += ["", f"Mean [95 % bootstrap CI] (n scored). {rule}", ""]
-    names = ["explainer", *(titles[metric] for metric in metrics), "s/image"]
+    names = ["explainer", *(titles[column] for column in columns), "s/image"]
     lines.append("| " + " | ".join(names) + " |")
     lines.append("|" + "---|" * len(names))
     marked = False
     for _, row in summary.iterrows():
         cells = [str(row["explainer"])]
-        for metric in metrics:
+        for column in columns:
             cell, small = metric_cell(
-                row[metric],
-                row[f"{metric}_ci_low"],
-                row[f"{metric}_ci_high"],
-                int(row[f"{metric}_n"]),
+                row[column],
+                row[f"{column}_ci_low"],
+                row[f"{column}_ci_high"],
+                int(row[f"{column}_n"]),
             )
             marked |= small
             cells.append(cell)
@@ -155,13 +163,13 @@ def _comparison_section(comparisons: pd.DataFrame) -> list[str]:
     return lines
 
 
-def ranking_rule(pairs_file: str) -> str:
-    """How the report's ``rank`` is decided; the statistics named come from the registry."""
-    lower = " and ".join(s.label for s in summary_statistics() if not s.higher_is_better)
+def ranking_rule(pairs_file: str, metrics: Sequence[str] | None = None) -> str:
+    """How the report's ``rank`` is decided, for the statistics of ``metrics`` (default: all)."""
+    lower = _listed([s.label for s in summary_statistics(metrics) if not s.higher_is_better])
     order = f"best first; lower is better for {lower}" if lower else "best first"
-    ranked = ranked_metrics()
+    ranked = ranked_metrics(metrics)
     on_other = "; ".join(f"{name} on {paired}" for name, paired in ranked.items() if name != paired)
-    unranked = [m for m in report_metrics() if m not in ranked and m not in ranked.values()]
+    unranked = [m for m in report_metrics(metrics) if m not in ranked and m not in ranked.values()]
     return (
         f"Per (data set, model) and metric, explainers are ordered by their summary mean ({order}) "
         "and every pair is compared on the items both score. "
@@ -190,6 +198,7 @@ def report_markdown(
     pairs: pd.DataFrame,
     weak: Mapping[tuple[str, str], Mapping[str, tuple[int, int]]],
     pairs_file: str,
+    metrics: Sequence[str] | None = None,
 ) -> str:
     """``report.md``: header (protocol, versions, runs), the cross tables and the rankings.
 
@@ -202,6 +211,7 @@ def report_markdown(
         pairs: the pairs of every row (``report_pairs.csv``).
         weak: per (data set, model), the per-class statistics that are marked ‡, with counts.
         pairs_file: the name of the pairs file, for the prose.
+        metrics: the metrics any of the runs computed (default: all registered).
     """
     lines = ["# sidu-bench report", ""]
     if mismatches:
@@ -228,14 +238,14 @@ def report_markdown(
     lines += ["", "## Cross tables", "", "Mean [95 % bootstrap CI] (n scored), from each run's"]
     lines += ["own summary."]
     marked = False
-    for metric in report_metrics():
+    for metric in report_metrics(metrics):
         section, small = _metric_section(table, metric, weak)
         lines += section
         marked |= small
     if marked:
         lines += ["", SMALL_N_NOTE]
-    lines += _ranking_section(table, pairs, pairs_file)
-    lines += ["", f"Ranking rule: {ranking_rule(pairs_file)}"]
+    lines += _ranking_section(table, pairs, pairs_file, metrics)
+    lines += ["", f"Ranking rule: {ranking_rule(pairs_file, metrics)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -291,7 +301,9 @@ def _metric_section(
     return lines, marked
 
 
-def _ranking_section(table: pd.DataFrame, pairs: pd.DataFrame, pairs_file: str) -> list[str]:
+def _ranking_section(
+    table: pd.DataFrame, pairs: pd.DataFrame, pairs_file: str, metrics: Sequence[str] | None
+) -> list[str]:
     families = [
         f"{dataset} × {model}: m = {family_size(part)}"
         for (dataset, model), part in pairs.groupby(["dataset", "model"], sort=False)
@@ -303,7 +315,7 @@ def _ranking_section(table: pd.DataFrame, pairs: pd.DataFrame, pairs_file: str) 
     lines += ["", "| data set | model | metric | ranking |", "|---|---|---|---|"]
     ranked = table[table["rank"].notna()].sort_values("rank", kind="stable")
     for (dataset, model), row in ranked.groupby(["dataset", "model"], sort=False):
-        for metric, paired in ranked_metrics().items():
+        for metric, paired in ranked_metrics(metrics).items():
             part = row[row["metric"] == metric]
             order = " · ".join(f"{cell.rank}. {cell.explainer}" for cell in part.itertuples())
             name = metric if paired == metric else f"{metric} (on {paired})"

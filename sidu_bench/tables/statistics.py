@@ -64,19 +64,19 @@ REFERENCE_EXPLAINER = "sidu"
 """The reference of ``summary.md``: the first explainer whose name (before ':') is this."""
 
 
-def compared_statistics() -> tuple[Statistic, ...]:
-    """The per-item statistics of the paired comparisons (the pointing game as its hits)."""
-    return tuple(statistic for statistic in summary_statistics() if statistic.compared)
+def compared_statistics(metrics: Sequence[str] | None = None) -> tuple[Statistic, ...]:
+    """The per-item statistics of ``metrics`` (default: all) compared in pairs."""
+    return tuple(statistic for statistic in summary_statistics(metrics) if statistic.compared)
 
 
-def report_metrics() -> list[str]:
-    """Metric columns of the report, in table order: the statistics it shows, then the cost.
+def report_metrics(metrics: Sequence[str] | None = None) -> list[str]:
+    """Metric columns of the report of ``metrics`` (default: all), in table order, then the cost.
 
     A per-class statistic ranked on a per-item one (the pointing game on its hit rate) comes
     after that per-item statistic, so the quantity its ranking rests on is shown with its CI.
     """
     names = []
-    for statistic in summary_statistics():
+    for statistic in summary_statistics(metrics):
         if statistic.in_report:
             if statistic.per_class and statistic.ranked_by is not None:
                 names.append(statistic.ranked_by)
@@ -84,11 +84,11 @@ def report_metrics() -> list[str]:
     return [*dict.fromkeys(names), SECONDS]
 
 
-def ranked_metrics() -> dict[str, str]:
-    """Report metric -> the per-item statistic of the paired comparisons it is ranked on."""
+def ranked_metrics(metrics: Sequence[str] | None = None) -> dict[str, str]:
+    """Report statistic -> the per-item statistic it is ranked on (``metrics``: default all)."""
     return {
         statistic.name: statistic.ranking
-        for statistic in summary_statistics()
+        for statistic in summary_statistics(metrics)
         if statistic.in_report and statistic.ranking is not None
     }
 
@@ -175,13 +175,22 @@ def estimate(records: pd.DataFrame, metric: str, *, seed: int) -> Estimate:
     return Estimate(per_class_mean(values, categories), *interval, values.size)
 
 
-def summarise(records: pd.DataFrame, explainers: Sequence[str], *, seed: int) -> pd.DataFrame:
-    """One row per explainer: ``n_images``, each statistic with CI and n, and the costs."""
+def summarise(
+    records: pd.DataFrame,
+    explainers: Sequence[str],
+    *,
+    seed: int,
+    metrics: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """One row per explainer: ``n_images``, each statistic with CI and n, and the costs.
+
+    The statistics are those of ``metrics`` (the metrics the run computed; default: all).
+    """
     rows = []
     for label in explainers:
         part = records[records["explainer"] == label]
         row: dict[str, object] = {"explainer": label, "n_images": len(part)}
-        for metric in (statistic.name for statistic in summary_statistics()):
+        for metric in (statistic.name for statistic in summary_statistics(metrics)):
             result = estimate(part, metric, seed=seed)
             row[metric] = result.mean
             row[f"{metric}_ci_low"] = result.low
@@ -272,7 +281,7 @@ def all_pairs(explainers: Sequence[str]) -> list[tuple[str, str]]:
 def compare_pairs(
     records: pd.DataFrame,
     pairs: Sequence[tuple[str, str]],
-    metrics: Sequence[str] | None = None,
+    statistics: Sequence[str],
     *,
     seed: int,
 ) -> pd.DataFrame:
@@ -286,17 +295,16 @@ def compare_pairs(
         records: the records.
         pairs: ``(explainer, reference)`` pairs, e.g. :func:`reference_pairs` or
             :func:`all_pairs`.
-        metrics: names of :func:`compared_statistics` (default: all of them).
+        statistics: names of :func:`compared_statistics`.
         seed: the runs' seed.
 
     Returns:
         One row per (pair, metric), pairs outermost, with the :data:`PAIR_COLUMNS`.
     """
-    metrics = metrics or [statistic.name for statistic in compared_statistics()]
     rows = [
         compare_pair(records, explainer, reference, metric, seed=seed)
         for explainer, reference in pairs
-        for metric in metrics
+        for metric in statistics
     ]
     table = pd.DataFrame(rows, columns=list(PAIR_COLUMNS[:-2]))
     m = max(family_size(table), 1)
@@ -320,7 +328,10 @@ def compare_pairs(
 
 
 def with_comparison_columns(
-    summary: pd.DataFrame, comparisons: pd.DataFrame | None, reference: str | None
+    summary: pd.DataFrame,
+    comparisons: pd.DataFrame | None,
+    reference: str | None,
+    metrics: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """``summary`` with, per compared metric, the columns of :data:`COMPARISON_SUFFIXES`.
 
@@ -333,7 +344,7 @@ def with_comparison_columns(
         found = {(row.explainer, row.metric): row for row in comparisons.itertuples()}
     names = [suffix[1:] for suffix in COMPARISON_SUFFIXES]
     columns: dict[str, list[object]] = {}
-    for metric in (statistic.name for statistic in compared_statistics()):
+    for metric in (statistic.name for statistic in compared_statistics(metrics)):
         for suffix in COMPARISON_SUFFIXES:
             columns[f"{metric}{suffix}"] = []
         for label in summary["explainer"]:
@@ -359,14 +370,16 @@ def mostly_singletons(singletons: int, classes: int) -> bool:
     return classes > 0 and 2 * singletons > classes
 
 
-def weak_per_class(records: pd.DataFrame) -> dict[str, tuple[int, int]]:
+def weak_per_class(
+    records: pd.DataFrame, metrics: Sequence[str] | None = None
+) -> dict[str, tuple[int, int]]:
     """The per-class statistics :func:`mostly_singletons` marks: (single-item classes, classes).
 
     Validity is a property of the item (its region), so items are counted once whatever the
     explainer.
     """
     weak = {}
-    for statistic in summary_statistics():
+    for statistic in summary_statistics(metrics):
         if statistic.per_class:
             items = _scored(records, statistic).drop_duplicates("id")
             sizes = items["category"].astype(str).value_counts()
@@ -414,7 +427,9 @@ def rank_groups(order: Sequence[str], better: set[tuple[str, str]]) -> dict[str,
     return ranks
 
 
-def rankings(pairs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, int]]:
+def rankings(
+    pairs: pd.DataFrame, summary: pd.DataFrame, metrics: Sequence[str] | None = None
+) -> dict[str, dict[str, int]]:
     """Rank of every explainer per ranked report metric (see :func:`rank_groups`).
 
     Explainers are ordered by their summary mean (best first, ties by label); a per-class metric
@@ -424,6 +439,7 @@ def rankings(pairs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, 
     Args:
         pairs: :func:`compare_pairs` over :func:`all_pairs` of the row.
         summary: the row's summary, indexed by explainer.
+        metrics: the metrics of the row's runs (default: all registered).
     """
     better = set()
     for row in pairs.itertuples():
@@ -432,7 +448,9 @@ def rankings(pairs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, dict[str, 
         elif row.verdict == VERDICT_WORSE:
             better.add((row.metric, row.reference, row.explainer))
     result = {}
-    for metric, paired in ranked_metrics().items():
+    for metric, paired in ranked_metrics(metrics).items():
+        if paired not in summary.columns:
+            continue  # no run of the row computed it
         means = summary[paired].astype(float).dropna()
         sign = 1.0 if get_statistic(paired).higher_is_better else -1.0
         order = sorted(means.index, key=lambda label, m=means: (-sign * m[label], str(label)))
