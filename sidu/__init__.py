@@ -12,14 +12,17 @@ from sidu.features import sidu_features
 from sidu.loading import load_torch_backbone, load_torch_model_by_string
 from sidu.method import SIDU, sidu
 from sidu.resize import resize_reflect
+from sidu.tokens import ChannelsLast, TokenGrid
 
 __all__ = [
     "BACKENDS",
     "SIDU",
+    "ChannelsLast",
     "ForwardBackend",
     "MaskSource",
     "SIDUResult",
     "TensorMasks",
+    "TokenGrid",
     "has_native_support",
     "load_torch_backbone",
     "load_torch_model_by_string",

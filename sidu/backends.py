@@ -12,10 +12,13 @@ them:
   on the CPU, no autocast, no channels-last, onnxruntime and onnx installed, the export passes
   its check), torch otherwise.
 
-The export check fails on a ``TracerWarning`` during export (the tracer recorded one branch of
-data-dependent Python control flow) and on logits of the clean images that differ from torch's by
-more than :data:`LOGIT_TOLERANCE` times the logit scale (``max |torch logits|``). ``"auto"``
-then falls back to torch with a :class:`RuntimeWarning` naming the reason.
+Attention modules are traced through their plain operators (their fused fast path has no
+ONNX export), so Vision Transformers export too. The export check fails on a ``TracerWarning``
+during export (the tracer recorded one branch of data-dependent Python control flow; except
+those of torch's own input checks, which pass or raise: :func:`_is_a_passed_check`) and on
+logits of the clean images that differ from torch's by more than :data:`LOGIT_TOLERANCE` times
+the logit scale (``max |torch logits|``). ``"auto"`` then falls back to torch with a
+:class:`RuntimeWarning` naming the reason.
 
 Exported sessions are cached in memory per model (held weakly: a model that is freed frees its
 session), per input shape ``[C, H, W]``, thread count and training flags, and keyed on
@@ -31,6 +34,7 @@ import contextlib
 import ctypes
 import gc
 import importlib
+import inspect
 import io
 import logging
 import time
@@ -355,6 +359,44 @@ def _cached_session(model: nn.Module, example: torch.Tensor) -> tuple[_Entry, fl
     return entry, seconds
 
 
+def _is_a_passed_check(warning: warnings.WarningMessage) -> bool:
+    """Whether a ``TracerWarning`` comes from a check that either passes or raises.
+
+    ``torch._assert`` (torchvision's ViT asserts its input size with it), a tensor formatted
+    into an error message (``Tensor.__format__``) and the input checks of
+    ``F.multi_head_attention_forward`` turn traced shapes into Python values only to raise on
+    bad input: a trace that completed took the branch every input of that shape takes. Model
+    code that branches on values (or on shapes, as Swin's window padding) still fails the check.
+    """
+    for function in (
+        torch._assert,
+        torch.Tensor.__format__,
+        torch.nn.functional.multi_head_attention_forward,
+    ):
+        lines, first = inspect.getsourcelines(function)
+        if warning.filename == inspect.getsourcefile(
+            function
+        ) and first <= warning.lineno < first + len(lines):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _plain_attention() -> Iterator[None]:
+    """Trace ``nn.MultiheadAttention`` through its plain operators, not its fused fast path.
+
+    Under ``no_grad`` in eval mode torch runs attention as ``aten::_native_multi_head_attention``,
+    which has no ONNX export (a Vision Transformer's export failed on it); the plain path is the
+    same computation in exportable operators. The caller's setting is restored on exit.
+    """
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
+
+
 def _export_and_check(
     model: nn.Module, example: torch.Tensor
 ) -> tuple[_OrtForward | None, str | None]:
@@ -363,7 +405,7 @@ def _export_and_check(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with torch.inference_mode(False), torch.no_grad():
+            with torch.inference_mode(False), torch.no_grad(), _plain_attention():
                 torch.onnx.export(
                     model,
                     (example,),
@@ -375,7 +417,11 @@ def _export_and_check(
                 )
         except Exception as error:  # any export error is a failed check
             return None, f"the ONNX export raised {type(error).__name__}: {error}"
-    traced = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    traced = [
+        w
+        for w in caught
+        if issubclass(w.category, torch.jit.TracerWarning) and not _is_a_passed_check(w)
+    ]
     if traced:
         return None, (
             "the ONNX export raised a TracerWarning (data-dependent Python control flow is "

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from sidu.tokens import Reshape, check_reshape, grid_view
+
 
 @contextlib.contextmanager
 def forward_hooks(
@@ -48,10 +50,16 @@ class ActivationCapture:
     records when armed, so the masked forward passes that follow do not keep activations alive.
     It counts how often the module fires in one armed pass: a module applied twice in one forward
     pass (a shared activation module, as in some EfficientNet code) has no single output.
+
+    With ``reshape`` (a token sequence or channels-last layer, see :mod:`sidu.tokens`) the armed
+    hook records the layer's output read as ``[B, C, h, w]`` and hands the model the output
+    rebuilt from that grid (:func:`sidu.tokens.grid_view`): equal values, and the logits depend
+    on the recorded grid, so gradients with respect to it are exact.
     """
 
-    def __init__(self, module: nn.Module, name: str) -> None:
+    def __init__(self, module: nn.Module, name: str, reshape: Reshape | None = None) -> None:
         self.name = name
+        self.reshape = check_reshape(reshape)
         self._module = module
         self._handle: torch.utils.hooks.RemovableHandle | None = None
         self._armed = False
@@ -73,9 +81,15 @@ class ActivationCapture:
             self._handle.remove()
             self._handle = None
 
-    def _record(self, _module: nn.Module, _inputs: object, output: object) -> None:
-        if self._armed:
+    def _record(self, _module: nn.Module, _inputs: object, output: object) -> object:
+        if not self._armed:
+            return None
+        if self.reshape is None:
             self._outputs.append(output)
+            return None
+        grid, rebuilt = grid_view(self.reshape, output, self.name)
+        self._outputs.append(grid)
+        return rebuilt
 
     def arm(self) -> None:
         """Start recording the next forward pass."""
@@ -83,7 +97,7 @@ class ActivationCapture:
         self._armed = True
 
     def take(self) -> torch.Tensor:
-        """Stop recording and return the one 4-D output the layer produced."""
+        """Stop recording and return the layer's one output as ``[B, K, h, w]``."""
         self._armed = False
         outputs, self._outputs = self._outputs, []
         if not outputs:
@@ -99,7 +113,13 @@ class ActivationCapture:
         output = outputs[0]
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
+            hint = (
+                "; a token sequence [B, N, C] (a Vision Transformer's block) needs "
+                "reshape=sidu.TokenGrid(prefix=<class and register tokens>)"
+                if isinstance(output, torch.Tensor) and output.dim() == 3
+                else ""
+            )
             raise ValueError(
-                f"layer {self.name!r} must output a 4-D feature map [B, K, h, w], got {shape}"
+                f"layer {self.name!r} must output a 4-D feature map [B, K, h, w], got {shape}{hint}"
             )
         return output

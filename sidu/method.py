@@ -17,6 +17,7 @@ from sidu.features import sidu_features
 from sidu.modes import eval_mode
 from sidu.precision import fp32_precision
 from sidu.scores import class_probabilities
+from sidu.tokens import Reshape
 from sidu.validation import check_logits, check_model_inputs, resolve_layer, resolve_target
 
 __all__ = ["SIDU", "sidu"]
@@ -54,6 +55,11 @@ class SIDU:
             always runs in torch. :attr:`backend_used` tells which engine ran, and why.
         precision: float32 CUDA arithmetic during a call, ``"ieee"`` (default) or ``"tf32"``
             (:func:`sidu.precision.fp32_precision`); the caller's settings are restored after.
+        reshape: how to read a layer that does not output ``[B, K, h, w]``:
+            :class:`sidu.TokenGrid` for a token sequence ``[B, N, C]`` (a Vision Transformer's
+            block; its class and register tokens never enter a mask), :class:`sidu.ChannelsLast`
+            for ``[B, h, w, C]``, or any callable that only selects and rearranges elements
+            (a pytorch-grad-cam ``reshape_transform``). See :mod:`sidu.tokens`.
 
     Attributes:
         backend_used: the :class:`~sidu.backends.ForwardBackend` of the latest call (``None``
@@ -84,6 +90,7 @@ class SIDU:
         memory_budget: int | None = None,
         backend: str = "torch",
         precision: str = "ieee",
+        reshape: Reshape | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -100,7 +107,7 @@ class SIDU:
             backend=backend,
             precision=precision,
         )
-        self._capture = ActivationCapture(module, self.layer_name)
+        self._capture = ActivationCapture(module, self.layer_name, reshape)
         self.backend_used: ForwardBackend | None = None
 
     def __enter__(self) -> SIDU:
@@ -174,6 +181,7 @@ def sidu(
     dtype: torch.dtype | None = None,
     backend: str = "torch",
     precision: str = "ieee",
+    reshape: Reshape | None = None,
 ) -> torch.Tensor:
     """Return SIDU saliency maps ``[B, H, W]`` (see :class:`SIDU` for the method).
 
@@ -194,6 +202,8 @@ def sidu(
             (see :class:`SIDU`). The feature-space form runs on torch: it accepts ``"torch"``
             and ``"auto"`` and rejects ``"onnxruntime"``.
         precision: float32 CUDA arithmetic during the call, ``"ieee"`` or ``"tf32"``.
+        reshape: how to read a layer that does not output ``[B, K, h, w]`` (a Vision
+            Transformer's token sequence: ``sidu.TokenGrid(prefix=1)``; see :class:`SIDU`).
 
     Returns:
         Maps on the images' device; float32, or float64 for float64 images.
@@ -213,6 +223,11 @@ def sidu(
             )
         if target is not None:
             raise ValueError("target is not used by the feature-space form sidu(backbone, images)")
+        if reshape is not None:
+            raise ValueError(
+                "reshape is not used by the feature-space form sidu(backbone, images): its "
+                "backbone must output [B, K, h, w]"
+            )
         if backend == "onnxruntime":
             raise ValueError(
                 "backend='onnxruntime' is not available for the feature-space form "
@@ -222,4 +237,5 @@ def sidu(
             return sidu_features(model, layer, **method).saliency
     if images is None:
         raise TypeError("sidu() missing the images: call sidu(model, layer, images)")
-    return SIDU(model, layer, **method, backend=backend, precision=precision)(images, target)
+    explainer = SIDU(model, layer, **method, backend=backend, precision=precision, reshape=reshape)
+    return explainer(images, target)

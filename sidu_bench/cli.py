@@ -202,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--gate", type=Path, help="gate file: its cases and thresholds; exit 1 when one fails"
     )
 
-    train = commands.add_parser("train-synthetic", help="train the shipped synthetic CNN")
+    train = commands.add_parser(
+        "train-synthetic", help="train a shipped synthetic model (the CNN or the ViT)"
+    )
+    train.add_argument(
+        "--arch", choices=("synthetic_cnn", "synthetic_vit"), default="synthetic_cnn"
+    )
     train.add_argument("--out", type=Path, help="weights file (default: the packaged one)")
     train.add_argument("--seed", type=int, default=0)
     return parser
@@ -325,6 +330,10 @@ def _list(args: argparse.Namespace) -> int:
     print("data sets:  " + ", ".join(list_datasets()))
     print("models:     " + ", ".join(list_models(include_torchvision=False)))
     print("            + any torchvision weights name, e.g. ResNet50_Weights.IMAGENET1K_V2")
+    print(
+        "            + timm:<name> (any timm model; weights from timm's cache or --checkpoint), "
+        "e.g. timm:convnext_tiny.fb_in1k"
+    )
     print("explainers: " + ", ".join(list_explainers()))
     opt_in = set(list_metrics()) - set(list_metrics(default_only=True))
     print("metrics:    " + ", ".join(f"{m} (opt-in)" if m in opt_in else m for m in list_metrics()))
@@ -425,9 +434,12 @@ def _bench_line(row: object) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from sidu_bench.models import synthetic_cnn, synthetic_vit
     from sidu_bench.training import train_synthetic
 
-    result = train_synthetic(args.out, seed=args.seed)
+    packaged = {model.ARCH: model.WEIGHTS for model in (synthetic_cnn, synthetic_vit)}
+    out = args.out if args.out is not None else packaged[args.arch]
+    result = train_synthetic(out, arch=args.arch, seed=args.seed)
     print(result)
     return 0
 
@@ -455,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, OSError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError, ImportError) as error:
         message = error.spelled(flag) if isinstance(error, NamedParameterError) else str(error)
         print(f"error: {message}", file=sys.stderr)
         return 2

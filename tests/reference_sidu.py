@@ -48,14 +48,33 @@ def resize_bilinear_reflect(image: np.ndarray, out_h: int, out_w: int) -> np.nda
     return out
 
 
-def layer_output(model: torch.nn.Module, module: torch.nn.Module, image: np.ndarray) -> np.ndarray:
-    """Run ``model`` on one image (float64) and return ``module``'s output ``[K, h, w]``."""
+def layer_output(
+    model: torch.nn.Module,
+    module: torch.nn.Module,
+    image: np.ndarray,
+    tokens_prefix: int | None = None,
+) -> np.ndarray:
+    """Run ``model`` on one image (float64) and return ``module``'s output ``[K, h, w]``.
+
+    With ``tokens_prefix`` the layer outputs tokens ``[N, K]``: the first ``tokens_prefix`` are
+    dropped and patch token ``prefix + i * w + j`` becomes the grid cell ``(i, j)``, one by one.
+    """
     captured = []
     handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
     with torch.no_grad():
         model(torch.from_numpy(image)[None])
     handle.remove()
-    return captured[0][0].double().numpy()
+    output = captured[0][0].double().numpy()
+    if tokens_prefix is None:
+        return output
+    tokens, channels = output.shape
+    side = math.isqrt(tokens - tokens_prefix)
+    grid = np.zeros((channels, side, side))
+    for i in range(side):
+        for j in range(side):
+            for k in range(channels):
+                grid[k, i, j] = output[tokens_prefix + i * side + j, k]
+    return grid
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -87,8 +106,12 @@ def reference_sidu(
     target: int | None = None,
     threshold: float = 0.1,
     kernel_width: float = 0.25,
+    tokens_prefix: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """SIDU of one float64 image ``[C, H, W]``; ``module=None`` is the backbone (feature) form."""
+    """SIDU of one float64 image ``[C, H, W]``; ``module=None`` is the backbone (feature) form.
+
+    ``tokens_prefix``: the layer outputs tokens, read as a square grid (:func:`layer_output`).
+    """
     height, width = image.shape[1:]
     if module is None:
         activations = None
@@ -96,7 +119,7 @@ def reference_sidu(
             activations = model(torch.from_numpy(image)[None])[0].double().numpy()
         vector = pooled_unit_features
     else:
-        activations = layer_output(model, module, image)
+        activations = layer_output(model, module, image, tokens_prefix)
         vector = probabilities
     p0 = vector(model, image)
     if module is not None and target is None:

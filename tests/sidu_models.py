@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torchvision
 from torch import nn
 
 
@@ -84,3 +85,33 @@ def assert_untouched(model: nn.Module, before: dict[str, object]) -> None:
         assert not module._forward_pre_hooks
         assert not module._backward_hooks
     assert all(p.grad is None for p in model.parameters())
+
+
+def tiny_vit(dtype=torch.float32, seed=0) -> nn.Module:
+    """A torchvision ViT at 32 px: 4 x 4 patches of 8 px, 1 class token, width 16, 5 classes."""
+    torch.manual_seed(seed)
+    model = torchvision.models.VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+        num_classes=5,
+    )
+    nn.init.normal_(model.heads.head.weight, std=0.5)  # torchvision starts it at zero
+    return model.to(dtype).eval()
+
+
+def tiny_swin(seed=0) -> nn.Module:
+    """A torchvision Swin at 32 px: its stages output channels-last grids [B, h, w, C]."""
+    torch.manual_seed(seed)
+    model = torchvision.models.SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=16,
+        depths=[1, 1],
+        num_heads=[2, 2],
+        window_size=[2, 2],
+        num_classes=5,
+    )
+    return model.eval()

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from sidu_models import tiny_cnn
+from sidu_models import tiny_cnn, tiny_swin, tiny_vit
 from torch import nn
 
 import sidu
@@ -156,6 +156,25 @@ def test_tracer_warning_falls_back_or_raises(ort):
     assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
     with pytest.raises(RuntimeError, match=r"Branchy failed its check.*TracerWarning"):
         sidu.masked_forward(model, images, masks, backend="onnxruntime")
+
+
+def test_a_vision_transformer_exports_and_agrees_and_swin_falls_back(ort):
+    vit = tiny_vit()
+    images = _images(30, size=(32, 32))
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    backend = resolve_backend(vit, images, "onnxruntime")  # an error if the export fails
+    assert torch.backends.mha.get_fastpath_enabled() == fast_path
+    probe = _images(31, batch=5, size=(32, 32))
+    with torch.no_grad():
+        _assert_close_to_max(backend(probe), vit(probe), 1e-5)
+    masks = torch.rand(6, 32, 32, generator=torch.Generator().manual_seed(32))
+    got = sidu.masked_forward(vit, images, masks, backend="onnxruntime")
+    want = sidu.masked_forward(vit, images, masks)
+    for g, w in zip(got, want, strict=True):
+        _assert_close_to_max(g, w, 1e-5)
+    swin = tiny_swin()
+    with pytest.warns(RuntimeWarning, match="falls back to torch.*TracerWarning"):
+        assert resolve_backend(swin, images, "auto").name == "torch"
 
 
 def test_disagreeing_logits_fall_back_or_raise(ort, monkeypatch):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import subprocess
 import sys
 
 import pandas as pd
@@ -463,3 +464,14 @@ def test_bench_command_refuses_unknown_names(capsys):
     assert main(["bench", "--model", "resnet81", "--out", "/nonexistent"]) == 2
     assert "unknown bench model 'resnet81'" in capsys.readouterr().err
     assert main(["bench", "--model", "synthetic_cnn", "--explainers", "sidoo"]) == 2
+
+
+def test_a_probe_ends_when_the_bench_that_asked_for_it_is_gone():
+    gone = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    code = (
+        "from sidu_bench.bench.probe import watch_requester\n"
+        f"watch_requester({gone.pid}, interval=0.1)\n"
+    )
+    watcher = subprocess.Popen([sys.executable, "-c", code])
+    gone.wait()
+    assert watcher.wait(timeout=30) == 1  # it noticed and ended itself

@@ -9,7 +9,13 @@ import torchvision
 from sidu_bench.models import ModelSpec, get_model, list_models
 from sidu_bench.models.checkpoint import load_checkpoint, save_checkpoint
 
-REGISTERED = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "synthetic_cnn"]
+REGISTERED = [
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "synthetic_cnn",
+    "synthetic_vit",
+]
 
 
 def test_registered_names():
@@ -26,18 +32,25 @@ def test_registered_model_schema(name):
     assert all(s > 0 for s in spec.std)
     assert spec.class_space is not None
     assert len(set(spec.class_names)) == spec.num_classes
-    outputs = []
+    outputs, sidu_outputs = [], []
     handle = spec.layer().register_forward_hook(lambda _m, _i, out: outputs.append(out))
+    sidu_layer = spec.layer(spec.sidu_layer or spec.default_layer)
+    sidu_handle = sidu_layer.register_forward_hook(lambda _m, _i, out: sidu_outputs.append(out))
     with torch.no_grad():
         logits = spec.module(torch.zeros(2, 3, spec.input_size, spec.input_size))
     handle.remove()
+    sidu_handle.remove()
     assert logits.shape == (2, spec.num_classes)
     assert len(outputs) == 1, "the default layer must fire exactly once per forward"
-    features = outputs[0]
+    read = spec.reshape or (lambda output: output)  # a transformer's tokens, read as a grid
+    features = read(outputs[0])
     assert features.ndim == 4
     assert features.shape[0] == 2
     assert features.shape[2] >= 7
-    assert float(features.min()) >= 0, "the default layer must be post-activation"
+    # SIDU thresholds post-activation maps: ReLU's (>= 0) or GELU's (>= -0.17)
+    assert float(read(sidu_outputs[0]).min()) >= -0.17, "SIDU's layer must be post-activation"
+    if spec.sidu_layer is None:
+        assert float(features.min()) >= 0, "the default layer must be post-activation"
 
 
 def test_unknown_model_lists_close_names():

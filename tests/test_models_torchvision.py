@@ -8,12 +8,15 @@ import pytest
 import torch
 import torchvision
 
+from sidu.tokens import TokenGrid
 from sidu_bench.models import get_model, list_models, torchvision_models
 from sidu_bench.models.torchvision_models import (
     DenseNetPostReLU,
     adapt_architecture,
     cache_file,
     default_layer,
+    default_reshape,
+    default_sidu_layer,
     list_architectures,
     list_weights,
 )
@@ -66,11 +69,17 @@ def test_every_architecture_has_a_default_layer_or_a_clear_error(arch):
     # RegNet builders compute widths with tensors and cannot run on the meta device; one RegNet
     # is checked on the CPU below.
     module = meta_model(arch)
-    if arch.startswith("vit"):
-        with pytest.raises(ValueError, match="no spatial feature map"):
-            default_layer(arch, module)
+    module.get_submodule(default_layer(arch, module))
+    sidu_layer = default_sidu_layer(arch, module)
+    if arch.startswith("vit"):  # tokens, read through TokenGrid; SIDU on its own layer
+        layers = len(module.get_submodule("encoder.layers"))
+        assert default_layer(arch, module) == f"encoder.layers.encoder_layer_{layers - 1}.ln_1"
+        assert sidu_layer == f"encoder.layers.encoder_layer_{layers - 2}.mlp.1"
+        assert isinstance(module.get_submodule(sidu_layer), torch.nn.GELU)
+        assert default_reshape(arch) == TokenGrid(prefix=1)
     else:
-        module.get_submodule(default_layer(arch, module))
+        assert sidu_layer is None
+        assert default_reshape(arch) is None
 
 
 @pytest.mark.parametrize(("arch", "layer"), sorted(FAMILY_EXAMPLES.items()))

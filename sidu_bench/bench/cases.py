@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sidu.tokens import Reshape
 from sidu_bench.models import ModelSpec, get_model, torchvision_from_seed
 from sidu_bench.registry import Registry
 
@@ -35,12 +36,16 @@ class BenchModel:
         layer: the explained layer (the model's default layer).
         input_size: the square input size (the model's own).
         weights: where the weights come from (shown in the table's notes).
+        reshape: how the explained layer is read as ``[B, K, h, w]`` (``None``: it is one).
+        sidu_layer: SIDU's own layer where the model declares one (transformers), else ``None``.
     """
 
     name: str
     layer: str
     input_size: int
     weights: str
+    reshape: Reshape | None = None
+    sidu_layer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class BenchCase:
 
 BENCH_MODELS: Registry[tuple[Callable[[], ModelSpec], str]] = Registry("bench model")
 """Every model ``bench`` knows, by name: how its spec is built and where its weights come from."""
-for _arch in ("resnet18", "resnet50", "vgg19"):
+for _arch in ("resnet18", "resnet50", "vgg19", "vit_b_16", "swin_t", "convnext_tiny"):
     _seeded = functools.partial(torchvision_from_seed, _arch, WEIGHT_SEED)
     BENCH_MODELS.register(_arch, (_seeded, f"random (seed {WEIGHT_SEED})"))
 for _name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "synthetic_cnn"):
@@ -100,5 +105,5 @@ def build_case(name: str, device: str = "cpu", *, images: int = 1) -> BenchCase:
     generator = torch.Generator().manual_seed(IMAGE_SEED)
     image = torch.randn(1, 3, size, size, generator=generator)
     batch = image.expand(images, -1, -1, -1).contiguous()
-    model = BenchModel(name, spec.default_layer, size, weights)
+    model = BenchModel(name, spec.default_layer, size, weights, spec.reshape, spec.sidu_layer)
     return BenchCase(model, spec.module.eval().to(device), batch.to(device))

@@ -176,14 +176,16 @@ def method_call(
         targets = case.module(case.images).argmax(dim=1)
     if peer:
         return _peer_call(spec, case, targets)
+    sidu = case.model.sidu_layer is not None and parse_spec(spec).name == "sidu"
     explainer = get_explainer(
         spec,
         case.module,
-        case.model.layer,
+        case.model.sidu_layer if sidu else case.model.layer,
         dtype=dtype,
         channels_last=channels_last,
         backend=backend,
         precision=precision,
+        reshape=case.model.reshape,
     )
     ids = [f"bench-{index}" for index in range(case.images.shape[0])]
     return MethodCall(explainer.label, lambda: explainer(case.images, targets, ids))
@@ -243,10 +245,13 @@ def _grad_cam_call(
     from sidu_bench.explainers.scorecam import top_variance_channels
 
     classes = {"scorecam": pytorch_grad_cam.ScoreCAM, "gradcam": pytorch_grad_cam.GradCAM}
-    reshape = None
+    grid = case.model.reshape  # a token layer: pytorch-grad-cam's reshape_transform
+    reshape = grid
     if max_channels is not None:
 
         def reshape(activations: torch.Tensor) -> torch.Tensor:
+            if grid is not None:
+                activations = grid(activations)
             keep = top_variance_channels(activations, max_channels)
             index = keep[:, :, None, None].expand(-1, -1, *activations.shape[2:])
             return activations.gather(1, index)

@@ -24,7 +24,10 @@ import functools
 import io
 import math
 import multiprocessing
+import os
 import sys
+import threading
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
@@ -144,12 +147,29 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _probe(request: ProbeRequest, connection: Connection, path: list[str]) -> None:
+def watch_requester(requester: int, interval: float = 1.0) -> None:
+    """End this process (exit status 1) once process ``requester`` is gone; poll every ``interval``.
+
+    A probe is forked from the fork server, not from the bench that asked for it, so a killed
+    bench would otherwise leave its probe computing (and the fork server waiting for it) with
+    nothing to report to, competing with the next run's timings.
+    """
+    while True:
+        time.sleep(interval)
+        try:
+            os.kill(requester, 0)
+        except ProcessLookupError:
+            os._exit(1)
+
+
+def _probe(request: ProbeRequest, connection: Connection, path: list[str], requester: int) -> None:
     """Child process: measure ``request``; send ``("ok", fields)`` or ``("error", text)``.
 
     ``path`` is the parent's ``sys.path`` (the fork server's may predate it), so that
-    ``request.imports`` resolve as they do in the parent.
+    ``request.imports`` resolve as they do in the parent; ``requester`` is the bench's process
+    id: the probe ends when that process is gone (:func:`watch_requester`).
     """
+    threading.Thread(target=watch_requester, args=(requester,), daemon=True).start()
     sys.path[:] = path
     captured = io.StringIO()
     try:
@@ -170,7 +190,8 @@ def measure(request: ProbeRequest, *, timeout: float = 1800) -> Measurement:
     """
     context = _context()
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_probe, args=(request, sender, list(sys.path)), daemon=True)
+    arguments = (request, sender, list(sys.path), os.getpid())
+    process = context.Process(target=_probe, args=arguments, daemon=True)
     process.start()
     sender.close()
     try:

@@ -27,6 +27,7 @@ from sidu.capture import ActivationCapture
 from sidu.engine import MaskSource, forward_context, masked_forward
 from sidu.modes import eval_mode
 from sidu.precision import autocast, check_dtype, check_precision, fp32_precision
+from sidu.tokens import Reshape, check_reshape
 from sidu.validation import (
     check_batch_size,
     check_images,
@@ -306,9 +307,14 @@ class LayerExplainer(ModelExplainer):
     Args:
         model: the classifier.
         layer: the explained layer, by name in ``model.named_modules()`` or as the module; it
-            must output ``[B, K, h, w]`` and run once per forward pass.
+            must output ``[B, K, h, w]`` (or be read so through ``reshape``) and run once per
+            forward pass.
         options: an instance of ``options_type``.
         settings: how to run.
+        reshape: how to read a layer that does not output ``[B, K, h, w]``: a token sequence
+            (:class:`sidu.TokenGrid`), a channels-last grid (:class:`sidu.ChannelsLast`) or any
+            callable that only selects and rearranges elements (:mod:`sidu.tokens`); the
+            activations every method sees, and gradients with respect to them, are the grid's.
     """
 
     def __init__(
@@ -318,9 +324,11 @@ class LayerExplainer(ModelExplainer):
         *,
         options: object,
         settings: ExplainerSettings,
+        reshape: Reshape | None = None,
     ) -> None:
         super().__init__(model, options=options, settings=settings)
         self.layer_name, self.layer = resolve_layer(model, layer)
+        self.reshape = check_reshape(reshape)
 
     def _forward_layer(
         self, images: torch.Tensor, *, gradient: bool = False
@@ -333,7 +341,7 @@ class LayerExplainer(ModelExplainer):
         dtype still applies), so that the output can be differentiated: call it within
         :func:`recording_gradients`. The layer must run once per forward pass.
         """
-        capture = ActivationCapture(self.layer, self.layer_name)
+        capture = ActivationCapture(self.layer, self.layer_name, self.reshape)
         capture.attach()
         try:
             capture.arm()

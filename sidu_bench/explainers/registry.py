@@ -15,6 +15,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from sidu.tokens import Reshape
 from sidu_bench.explainers.base import (
     Explainer,
     ExplainerSettings,
@@ -130,6 +131,7 @@ def get_explainer(
     channels_last: bool = False,
     backend: str = "torch",
     precision: str = "ieee",
+    reshape: Reshape | None = None,
 ) -> Explainer:
     """Build the explainer of ``spec`` for ``model`` (and ``layer``, for layer-based methods).
 
@@ -147,6 +149,9 @@ def get_explainer(
             ``"auto"`` (:func:`sidu.backends.resolve_backend`); the explainer's
             ``backend_used`` tells which ran.
         precision: float32 CUDA arithmetic during a call, ``"ieee"`` or ``"tf32"``.
+        reshape: how layer-based methods read a layer that does not output ``[B, K, h, w]``
+            (a Vision Transformer's tokens: ``sidu.TokenGrid(prefix=1)``; see
+            :class:`~sidu_bench.explainers.base.LayerExplainer`); ignored by the others.
 
     Returns:
         The explainer; its ``label`` is the canonical spec.
@@ -171,7 +176,7 @@ def get_explainer(
     if issubclass(cls, LayerExplainer):
         if layer is None:
             raise ValueError(f"explainer {parsed.label!r} needs a layer")
-        return cls(model, layer, options=parsed.options, settings=settings)
+        return cls(model, layer, options=parsed.options, settings=settings, reshape=reshape)
     if issubclass(cls, ModelExplainer):
         return cls(model, options=parsed.options, settings=settings)
     return cls(options=parsed.options, settings=settings)

@@ -15,6 +15,7 @@ from torch import nn
 
 from sidu.core import SIDUOptions, run_sidu
 from sidu.scores import class_probabilities
+from sidu.tokens import Reshape
 from sidu_bench.explainers.base import ExplainerSettings, LayerExplainer
 from sidu_bench.explainers.registry import register_explainer
 
@@ -59,8 +60,9 @@ class SIDUExplainer(LayerExplainer):
         *,
         options: SIDUExplainerOptions,
         settings: ExplainerSettings,
+        reshape: Reshape | None = None,
     ) -> None:
-        super().__init__(model, layer, options=options, settings=settings)
+        super().__init__(model, layer, options=options, settings=settings, reshape=reshape)
         # every setting but the seed (SIDU draws nothing) is a SIDU option of the same name
         run = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "seed"}
         self._sidu_options = SIDUOptions(

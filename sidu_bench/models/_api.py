@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from torch import nn
 
+from sidu.tokens import Reshape
 from sidu_bench.registry import Registry, unknown_name_message
 
 ModelFactory = Callable[..., "ModelSpec"]
@@ -31,7 +32,8 @@ class ModelSpec:
         std: per-channel standard deviation of that normalisation.
         class_names: one name per logit, in logit order.
         default_layer: dotted module name of the layer explained unless told otherwise; its
-            output is the post-activation feature map ``[B, K, h, w]``.
+            output is the post-activation feature map ``[B, K, h, w]``, or is read as one
+            through ``reshape``.
         class_space: identifier of the label space (``"imagenet-1k"``, ...), so data sets can
             tell whether their labels are this model's classes; ``None`` when unknown.
         interpolation: resize interpolation of the model's preprocessing.
@@ -43,6 +45,12 @@ class ModelSpec:
             module name, or several joined by ``+`` for a stage that is not one module
             (``"blocks.1+blocks.2"``); together they hold every module with
             ``reset_parameters``, each once. Empty: none declared.
+        reshape: how the layer-based explainers read this model's explained layers when they
+            do not output ``[B, K, h, w]`` (a Vision Transformer's token sequence:
+            :class:`sidu.TokenGrid`; see :mod:`sidu.tokens`); ``None``: they do.
+        sidu_layer: the layer SIDU explains where it differs from ``default_layer`` (Vision
+            Transformers: the post-GELU MLP activations of the second-to-last block, chosen by
+            measurement, docs/protocol.md item 21); ``None``: SIDU explains ``default_layer``.
     """
 
     module: nn.Module
@@ -56,6 +64,8 @@ class ModelSpec:
     interpolation: str = "bilinear"
     domain: str | None = None
     blocks: tuple[str, ...] = ()
+    reshape: Reshape | None = None
+    sidu_layer: str | None = None
 
     @property
     def num_classes(self) -> int:

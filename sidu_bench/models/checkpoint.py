@@ -25,6 +25,8 @@ from sidu_bench.models.torchvision_models import (
     adapt_architecture,
     default_blocks,
     default_layer,
+    default_reshape,
+    default_sidu_layer,
 )
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_INPUT_SIZE = 224
 
 METADATA_KEYS = frozenset({"arch", "class_names", "input_size", "mean", "std", "class_space"})
+
+
+def read_torch_file(path: Path) -> Any:
+    """The content of a torch-saved file, read with ``weights_only=True`` on the CPU.
+
+    Raises:
+        ValueError: the file cannot be read that way (the message names it).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as error:
+        raise ValueError(
+            f"cannot load checkpoint {path} with weights_only=True: {error}"
+        ) from error
 
 
 def load_checkpoint(
@@ -53,12 +69,7 @@ def load_checkpoint(
     """
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as error:
-        raise ValueError(
-            f"cannot load checkpoint {path} with weights_only=True: {error}"
-        ) from error
+    content = read_torch_file(path)
     if isinstance(content, Mapping) and "state_dict" in content:
         state, metadata = (
             content["state_dict"],
@@ -151,4 +162,6 @@ def _torchvision_spec(
         class_space=metadata.get("class_space"),
         domain=metadata.get("domain", NATURAL_IMAGES),
         blocks=default_blocks(arch, module),
+        reshape=default_reshape(arch),
+        sidu_layer=None if layer is not None else default_sidu_layer(arch, module),
     )

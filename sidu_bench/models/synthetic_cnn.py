@@ -11,7 +11,9 @@ are the synthetic shapes' (:mod:`sidu_bench.domains`), read from the checkpoint 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,22 +67,39 @@ class SyntheticCNN(nn.Module):
 @register_model(ARCH)
 def synthetic_cnn(*, checkpoint: Path | None = None) -> ModelSpec:
     """The CNN trained on the synthetic data set (the shipped weights unless ``checkpoint``)."""
-    path = WEIGHTS if checkpoint is None else checkpoint
-    state, metadata = load_checkpoint(path, arch=ARCH)
+    return synthetic_spec(
+        ARCH, SyntheticCNN, WEIGHTS, checkpoint, default_layer=DEFAULT_LAYER, blocks=BLOCKS
+    )
+
+
+def synthetic_spec(
+    arch: str,
+    build: Callable[[int], nn.Module],
+    weights: Path,
+    checkpoint: Path | None,
+    **fields: Any,
+) -> ModelSpec:
+    """A synthetic-shapes model's spec: ``build(num_classes)`` with ``weights`` (or ``checkpoint``).
+
+    Classes, input size, normalisation and class space come from the checkpoint's metadata
+    (the synthetic shapes' by default); ``fields`` are the remaining :class:`ModelSpec` fields
+    (``default_layer``, ``blocks``, ...).
+    """
+    path = weights if checkpoint is None else checkpoint
+    state, metadata = load_checkpoint(path, arch=arch)
     names = tuple(metadata.get("class_names", SHAPES_CLASS_NAMES))
-    module = SyntheticCNN(num_classes=len(names))
+    module = build(len(names))
     load_state(module, state, path)
     return ModelSpec(
         module=module.eval(),
-        name=ARCH if checkpoint is None else f"{ARCH}@{checkpoint}",
+        name=arch if checkpoint is None else f"{arch}@{checkpoint}",
         input_size=int(metadata.get("input_size", SHAPES_IMAGE_SIZE)),
         mean=tuple(metadata.get("mean", MEAN)),
         std=tuple(metadata.get("std", STD)),
         class_names=names,
-        default_layer=DEFAULT_LAYER,
         class_space=metadata.get("class_space", SHAPES_CLASS_SPACE),
         domain=SYNTHETIC_SHAPES,
-        blocks=BLOCKS,
+        **fields,
     )
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from sidu.loading import weights_index
+from sidu.tokens import Reshape, TokenGrid
 from sidu_bench.domains import NATURAL_IMAGES
 from sidu_bench.models._api import ModelSpec
 
@@ -80,10 +81,13 @@ def default_layer(arch: str, module: nn.Module) -> str:
     DenseNet the ReLU appended to ``features`` by :func:`build`; MobileNet, EfficientNet,
     ConvNeXt, SqueezeNet ``features``; RegNet ``trunk_output``; ShuffleNet ``conv5``; MNASNet
     ``layers``; GoogLeNet ``inception5b``; Inception-v3 ``Mixed_7c``; Swin ``permute`` (the final
-    map as ``[B, C, h, w]``); MaxViT the last of ``blocks``.
+    map as ``[B, C, h, w]``); MaxViT the last of ``blocks``; ViT the first LayerNorm of the last
+    encoder layer (``encoder.layers.encoder_layer_11.ln_1`` for ViT-B/16: its patch tokens are
+    the last ones that reach the class token through attention; pytorch-grad-cam's choice),
+    read as a grid through :func:`default_reshape`.
 
     Raises:
-        ValueError: the architecture has no spatial feature map (ViT): a layer must be given.
+        ValueError: unknown family: a layer must be given.
     """
     if arch.startswith(("vgg", "alexnet")):
         features = module.get_submodule("features")
@@ -91,6 +95,9 @@ def default_layer(arch: str, module: nn.Module) -> str:
         return f"features.{relus[-1]}"
     if arch.startswith("maxvit"):
         return f"blocks.{len(module.get_submodule('blocks')) - 1}"
+    if arch.startswith("vit"):
+        last = list(module.get_submodule("encoder.layers").named_children())[-1][0]
+        return f"encoder.layers.{last}.ln_1"
     for prefix, layer in _FAMILY_LAYERS:
         if arch.startswith(prefix):
             return layer
@@ -98,6 +105,31 @@ def default_layer(arch: str, module: nn.Module) -> str:
         f"{arch} has no spatial feature map to explain by default; pass layer= with a module "
         "whose output is [B, K, h, w]"
     )
+
+
+def default_reshape(arch: str) -> Reshape | None:
+    """How the explainers read a torchvision architecture's layers (:attr:`ModelSpec.reshape`).
+
+    ViT: its encoder layers output ``[B, 1 + h * w, C]`` (a class token, then the patches in
+    row-major order), read as ``[B, C, h, w]`` by ``TokenGrid(prefix=1)``; the class token
+    never enters a map. The others: ``None`` (their default layers output ``[B, K, h, w]``).
+    """
+    return TokenGrid(prefix=1) if arch.startswith("vit") else None
+
+
+def default_sidu_layer(arch: str, module: nn.Module) -> str | None:
+    """SIDU's own default layer of a torchvision architecture (:attr:`ModelSpec.sidu_layer`).
+
+    ViT: the post-GELU MLP activations of the second-to-last encoder layer
+    (``encoder.layers.encoder_layer_10.mlp.1`` for ViT-B/16), the last patch-token
+    activations that still reach the class token (the last layer's MLP output of a patch token
+    reaches no logit), thresholded as post-activation maps; chosen by measurement on the
+    synthetic ViT (docs/protocol.md, item 21). Others: ``None`` (SIDU explains the default layer).
+    """
+    if not arch.startswith("vit"):
+        return None
+    layers = [name for name, _ in module.get_submodule("encoder.layers").named_children()]
+    return f"encoder.layers.{layers[-2]}.mlp.1" if len(layers) > 1 else None
 
 
 def _with_parameters(module: nn.Module, prefix: str) -> list[str]:
@@ -244,4 +276,6 @@ def from_weights(name: str, *, layer: str | None = None) -> ModelSpec:
         domain=NATURAL_IMAGES,
         interpolation=preset.interpolation.value,
         blocks=default_blocks(arch, module),
+        reshape=default_reshape(arch),
+        sidu_layer=None if layer is not None else default_sidu_layer(arch, module),
     )

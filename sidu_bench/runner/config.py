@@ -73,6 +73,9 @@ Backend = Literal["auto", "torch", "onnxruntime"]
 Normalisation = tuple[float, float, float]
 """Per-channel mean or standard deviation of a model's input normalisation."""
 
+_WRITTEN_WHEN_SET = ("sidu_layer",)
+"""Fields written only when not ``None``: a configuration without them reads back the same."""
+
 NORMALISATION_KEY = "extra"
 """The ``config.json`` object holding the model normalisation (``mean``, ``std``)."""
 NORMALISATION_FIELDS = ("mean", "std")
@@ -96,6 +99,7 @@ class RunConfig:
     explainers: tuple[str, ...]
     metrics: tuple[str, ...]
     layer: str
+    sidu_layer: str | None = None
     checkpoint: str | None = None
     root: str | None = None
     download: bool = False
@@ -190,14 +194,15 @@ class RunConfig:
     def to_json(self) -> dict[str, object]:
         """The ``config.json`` content: configuration, protocol and environment.
 
-        Fields are written in declaration order (tuples as lists), with ``mean`` and ``std``
-        under ``extra`` (``{}`` before the runner fills them in), then ``protocol``,
-        ``statistics`` and ``environment``.
+        Fields are written in declaration order (tuples as lists), ``sidu_layer`` only when set
+        (a transformer's SIDU layer), with ``mean`` and ``std`` under ``extra`` (``{}`` before
+        the runner fills them in), then ``protocol``, ``statistics`` and ``environment``.
         """
         content: dict[str, object] = {
             name: list(value) if isinstance(value, tuple) else value
             for name, value in vars(self).items()
             if name not in NORMALISATION_FIELDS
+            and not (name in _WRITTEN_WHEN_SET and value is None)
         }
         content[NORMALISATION_KEY] = {
             name: list(value)

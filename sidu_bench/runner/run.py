@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from sidu.backends import resolve_backend
 from sidu.engine import forward_context, synchronize
 from sidu.precision import fp32_precision
+from sidu.tokens import Reshape
 from sidu_bench import plugins
 from sidu_bench.data import (
     ItemDataset,
@@ -38,7 +39,7 @@ from sidu_bench.data import (
 )
 from sidu_bench.devices import resolve_device
 from sidu_bench.errors import ParameterError
-from sidu_bench.explainers import Explainer, get_explainer
+from sidu_bench.explainers import Explainer, get_explainer, parse_spec
 from sidu_bench.io import check_writable_folder
 from sidu_bench.metrics import ScoringSettings, list_metrics
 from sidu_bench.models import ModelSpec, get_model
@@ -275,7 +276,7 @@ def build_run(
         first = dataset.unreadable[0]
         raise UnreadableItemError(first.item_id, first.file, first.reason)
     model = spec.module.to(device).eval()
-    factory = ExplainerFactory(config, spec.default_layer)
+    factory = ExplainerFactory(config, spec.default_layer, spec.reshape, spec.sidu_layer)
     built = [factory(name, model) for name in config.explainers]
     explainers = {explainer.label: explainer for explainer in built}
     completed = replace(
@@ -284,6 +285,7 @@ def build_run(
         model_reason=reason,
         explainers=tuple(explainers),
         layer=spec.default_layer,
+        sidu_layer=spec.sidu_layer,
         tolerance=dataset.tolerance,
         input_size=spec.input_size,
         root=None if dataset.root is None else str(dataset.root),
@@ -302,10 +304,19 @@ class ExplainerFactory:
     An explainer is built once per (model, spec) and kept while its model lives, so a metric
     that explains every item under the same changed models (the model-randomisation checks)
     reuses each one: its hooks, and its ONNX Runtime session, follow that model's weights.
+    Layer-based explainers read ``layer`` through ``reshape``; SIDU reads ``sidu_layer`` where
+    the model declares one (:attr:`~sidu_bench.models.ModelSpec.sidu_layer`).
     """
 
-    def __init__(self, config: RunConfig, layer: str) -> None:
-        self._config, self._layer = config, layer
+    def __init__(
+        self,
+        config: RunConfig,
+        layer: str,
+        reshape: Reshape | None = None,
+        sidu_layer: str | None = None,
+    ) -> None:
+        self._config, self._layer, self._reshape = config, layer, reshape
+        self._sidu_layer = sidu_layer
         self._built: weakref.WeakKeyDictionary[nn.Module, dict[str, Explainer]] = (
             weakref.WeakKeyDictionary()
         )
@@ -315,15 +326,17 @@ class ExplainerFactory:
         built = self._built.setdefault(model, {})
         if spec not in built:
             config = self._config
+            sidu = self._sidu_layer is not None and parse_spec(spec).name == "sidu"
             built[spec] = get_explainer(
                 spec,
                 model,
-                self._layer,
+                self._sidu_layer if sidu else self._layer,
                 seed=config.seed,
                 dtype=config.forward_dtype,
                 batch_size=config.batch_size,
                 backend=config.backend,
                 precision=config.precision,
+                reshape=self._reshape,
             )
         return built[spec]
 
