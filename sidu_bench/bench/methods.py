@@ -31,7 +31,7 @@ from torch import nn
 from sidu.backends import ForwardBackend
 from sidu.capture import forward_hooks
 from sidu_bench.bench.cases import BenchCase
-from sidu_bench.explainers import get_explainer, parse_spec
+from sidu_bench.explainers import explained_layer, get_explainer, parse_spec
 
 __all__ = [
     "PEER_OF",
@@ -176,11 +176,10 @@ def method_call(
         targets = case.module(case.images).argmax(dim=1)
     if peer:
         return _peer_call(spec, case, targets)
-    sidu = case.model.sidu_layer is not None and parse_spec(spec).name == "sidu"
     explainer = get_explainer(
         spec,
         case.module,
-        case.model.sidu_layer if sidu else case.model.layer,
+        explained_layer(spec, case.model.layer, case.model.sidu_layer),
         dtype=dtype,
         channels_last=channels_last,
         backend=backend,

@@ -29,6 +29,7 @@ from sidu_bench.explainers.cam import CAMExplainer
 from sidu_bench.explainers.options import NoOptions
 from sidu_bench.explainers.registry import (
     ExplainerSpec,
+    explained_layer,
     get_explainer,
     list_explainers,
     parse_spec,
@@ -47,6 +48,7 @@ __all__ = [
     "baselines",
     "cam",
     "captum_adapter",
+    "explained_layer",
     "get_explainer",
     "gradcam",
     "item_generator",

@@ -119,6 +119,23 @@ def parse_spec(spec: str) -> ExplainerSpec:
     return ExplainerSpec(cls.name, options)
 
 
+def explained_layer(spec: str, layer: str, sidu_layer: str | None = None) -> str:
+    """The layer explainer ``spec`` explains: for SIDU ``sidu_layer`` if given, else ``layer``.
+
+    A model declares ``sidu_layer`` where SIDU has its own layer (transformers:
+    :attr:`sidu_bench.models.ModelSpec.sidu_layer`).
+
+    Example:
+        >>> explained_layer("sidu:threshold=0.2", "blocks.11.norm1", "blocks.10.mlp.act")
+        'blocks.10.mlp.act'
+        >>> explained_layer("gradcam", "blocks.11.norm1", "blocks.10.mlp.act")
+        'blocks.11.norm1'
+    """
+    if sidu_layer is not None and parse_spec(spec).name == "sidu":
+        return sidu_layer
+    return layer
+
+
 def get_explainer(
     spec: str | ExplainerSpec,
     model: nn.Module | None = None,

@@ -39,7 +39,7 @@ from sidu_bench.data import (
 )
 from sidu_bench.devices import resolve_device
 from sidu_bench.errors import ParameterError
-from sidu_bench.explainers import Explainer, get_explainer, parse_spec
+from sidu_bench.explainers import Explainer, explained_layer, get_explainer
 from sidu_bench.io import check_writable_folder
 from sidu_bench.metrics import ScoringSettings, list_metrics
 from sidu_bench.models import ModelSpec, get_model
@@ -326,11 +326,10 @@ class ExplainerFactory:
         built = self._built.setdefault(model, {})
         if spec not in built:
             config = self._config
-            sidu = self._sidu_layer is not None and parse_spec(spec).name == "sidu"
             built[spec] = get_explainer(
                 spec,
                 model,
-                self._sidu_layer if sidu else self._layer,
+                explained_layer(spec, self._layer, self._sidu_layer),
                 seed=config.seed,
                 dtype=config.forward_dtype,
                 batch_size=config.batch_size,
