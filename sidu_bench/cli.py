@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fresh", action="store_true", help="discard an existing run folder")
     _add_import_option(evaluate)
     evaluate.add_argument(
+        "--html",
+        action="store_true",
+        help="also write the run's report with report.html into <run folder>/report/",
+    )
+    evaluate.add_argument(
         "--strict",
         action="store_true",
         help="stop at the first unreadable image or annotation (default: skip and list it)",
@@ -173,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_option(report)
     report.add_argument(
         "--allow-mixed-protocols", action="store_true", help="mix protocols (marks the table)"
+    )
+    report.add_argument(
+        "--html",
+        action="store_true",
+        help="also write report.html: one offline page with sortable tables, verdicts and an "
+        "item browser (pictures in report_files/)",
+    )
+    report.add_argument(
+        "--latex",
+        action="store_true",
+        help="also write report.tex (booktabs tables to \\input) and report_standalone.tex",
     )
 
     bench = commands.add_parser(
@@ -276,6 +292,7 @@ def _check_dtype_speed(dtype: str, device: str, *, allowed: bool) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from sidu_bench.report import build_report
     from sidu_bench.runner import RunConfig, RunFolder, evaluate
     from sidu_bench.runner.distributed import process_group, rank_and_world
 
@@ -308,8 +325,14 @@ def _evaluate(args: argparse.Namespace) -> int:
                     allow_model_mismatch=args.allow_model_mismatch,
                 )
                 if outcome.summary is not None and rank_and_world()[0] == 0:
-                    print(RunFolder(outcome.run_dir).summary_markdown())
+                    folder = RunFolder(outcome.run_dir)
+                    print(folder.summary_markdown())
                     print(f"results written to {outcome.run_dir}")
+                    if args.html:
+                        page = build_report(
+                            [outcome.run_dir], out=folder.report_folder(), html=True
+                        )[-1]
+                        print(f"report page written to {page}")
     return 0
 
 
@@ -382,6 +405,8 @@ def _report(args: argparse.Namespace) -> int:
         expand_run_dirs(args.run_dirs),
         out=args.out,
         allow_mixed_protocols=args.allow_mixed_protocols,
+        html=args.html,
+        latex=args.latex,
     )
     for path in written:
         print(path)

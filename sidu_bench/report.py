@@ -28,11 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sidu_bench.html_report import write_html_report
 from sidu_bench.io import atomic_write_bytes, check_writable_folder, escape_cell
 from sidu_bench.metrics import list_metrics
 from sidu_bench.runner.config import RunConfig, check_protocols
 from sidu_bench.runner.figures import png_bytes, pyplot_or_none
 from sidu_bench.runner.folder import RunFolder
+from sidu_bench.tables.latex import report_latex, standalone_latex
 from sidu_bench.tables.markdown import report_markdown
 from sidu_bench.tables.statistics import (
     PAIR_COLUMNS,
@@ -48,6 +50,8 @@ from sidu_bench.tables.statistics import (
 log = logging.getLogger(__name__)
 
 PAIRS_FILE = "report_pairs.csv"
+LATEX_FILE = "report.tex"
+LATEX_STANDALONE = "report_standalone.tex"
 REPORT_COLUMNS = (
     "dataset",
     "model",
@@ -289,7 +293,12 @@ def figure_png(table: pd.DataFrame) -> bytes | None:
 
 
 def build_report(
-    run_dirs: Sequence[Path], *, out: Path, allow_mixed_protocols: bool = False
+    run_dirs: Sequence[Path],
+    *,
+    out: Path,
+    allow_mixed_protocols: bool = False,
+    html: bool = False,
+    latex: bool = False,
 ) -> list[Path]:
     """Write ``report.csv``, ``report.md``, ``report_pairs.csv`` and the figure into ``out``.
 
@@ -297,6 +306,9 @@ def build_report(
         run_dirs: finished run folders.
         out: output folder (created if needed).
         allow_mixed_protocols: build the table even if the runs' protocols disagree (marked).
+        html: also write ``report.html`` and its ``report_files/`` (:mod:`sidu_bench.html_report`).
+        latex: also write ``report.tex`` (booktabs tables to input in a paper) and
+            ``report_standalone.tex``, a document around it (:mod:`sidu_bench.tables.latex`).
 
     Returns:
         The files written.
@@ -316,6 +328,7 @@ def build_report(
         purpose="share a table",
     )
     table, pairs, weak = report_table(runs, mixed=bool(mismatches))
+    metrics = computed_metrics(runs)
     markdown = report_markdown(
         runs=[run.description() for run in runs],
         protocol=runs[0].protocol,
@@ -324,20 +337,28 @@ def build_report(
         pairs=pairs,
         weak=weak,
         pairs_file=PAIRS_FILE,
-        metrics=computed_metrics(runs),
+        metrics=metrics,
     )
     texts = ("dataset", "model", "explainer", "reference", "run_dir")
+    figure = figure_png(table)
     files = {
         "report.csv": _csv(table, texts).encode("utf-8"),
         "report.md": markdown.encode("utf-8"),
         PAIRS_FILE: _csv(pairs, texts).encode("utf-8"),
-        "faithfulness_vs_cost.png": figure_png(table),
+        "faithfulness_vs_cost.png": figure,
     }
+    if latex:
+        files[LATEX_FILE] = report_latex(table, pairs, metrics).encode("utf-8")
+        files[LATEX_STANDALONE] = standalone_latex(LATEX_FILE).encode("utf-8")
     written = []
     for name, content in files.items():
         if content is not None:
             atomic_write_bytes(out / name, content)
             written.append(out / name)
+    if html:
+        written.append(
+            write_html_report(runs, table, pairs, out=out, mismatches=mismatches, figure=figure)
+        )
     return written
 
 

@@ -6,7 +6,7 @@ too) is an arrow to the module it names (``from a.b import c`` names ``a.b.c`` w
 module, else ``a.b``). The layers, lowest first::
 
     sidu  <-  shared bottom modules  <-  metrics, data, models  <-  explainers, tables, training
-          <-  runner, plugins  <-  bench, report, compare  <-  cli
+          <-  runner, plugins  <-  bench, report, html_report, compare  <-  cli
 
 A module may import its own layer or lower ones; metrics, data and models never import each
 other.
@@ -36,7 +36,7 @@ LAYERS = (
     ("sidu_bench.data", "sidu_bench.metrics", "sidu_bench.models"),
     ("sidu_bench.explainers", "sidu_bench.tables", "sidu_bench.training"),
     ("sidu_bench.plugins", "sidu_bench.runner"),
-    ("sidu_bench.bench", "sidu_bench.compare", "sidu_bench.report"),
+    ("sidu_bench.bench", "sidu_bench.compare", "sidu_bench.html_report", "sidu_bench.report"),
     ("sidu_bench.cli", "sidu_bench.__main__"),
 )
 """Each layer's modules and packages (a package stands for all its modules)."""

@@ -21,7 +21,7 @@ from sidu_bench.runner import folder as folder_module
 
 ROOT = Path(__file__).resolve().parents[1]
 OWNER = ROOT / "sidu_bench" / "runner" / "folder.py"
-PATH_PARTS = (folder_module.ITEMS_FOLDER, folder_module.FIGURES_FOLDER)
+PATH_PARTS = (folder_module.ITEMS_FOLDER, folder_module.FIGURES_FOLDER, folder_module.REPORT_FOLDER)
 """Layout names that are ordinary words: they count only where a path is built with them."""
 SPELLED = tuple(name for name in folder_module.FILE_NAMES if name not in PATH_PARTS)
 HANDLERS = ("sidu_bench/runner/", "sidu_bench/tables/", "sidu_bench/report.py")

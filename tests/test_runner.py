@@ -15,7 +15,7 @@ from sidu_bench.cli import main
 from sidu_bench.metrics import list_metrics, summary_statistics
 from sidu_bench.runner import config as config_module
 from sidu_bench.runner import run as run_module
-from sidu_bench.runner.folder import record_columns
+from sidu_bench.runner.folder import RunFolder, record_columns
 
 EXPLAINERS = "sidu,gradcam,rise:masks=64,center,random"
 LABELS = ["sidu", "gradcam", "rise:masks=64", "center", "random"]
@@ -148,10 +148,10 @@ def test_a_run_resumes_from_its_committed_files_alone(tmp_path, monkeypatch, fin
     assert evaluate(tmp_path) == 0
     assert len(calls) == 3, "only the three unfinished items are computed"
     assert not list(run_dir.glob("records.partial*.csv"))
-    with np.load(run_dir / "figure_data.npz") as archive:
-        ids = {name.split("|")[0] for name in archive.files}
-        assert len(ids) == 6, "every item's curves are kept"
-        assert sum(name.endswith("|rgb") for name in archive.files) == 6
+    stored = RunFolder(run_dir).figure_data()
+    assert len(stored) == 6, "every item's arrays are kept"
+    assert all("insertion@sidu" in arrays and "thumbnail" in arrays for arrays in stored.values())
+    assert sum("rgb" in arrays for arrays in stored.values()) == 6
     shutil.rmtree(run_dir / "items")
     (run_dir / "figures" / "curves.png").unlink()
     assert main(["summarise", str(run_dir)]) == 0

@@ -5,9 +5,10 @@
   items whose images the run kept.
 
 Each finished item's full arrays live in ``items/``, which is not committed; what the figures
-need is kept compact (:func:`compact_arrays`: float16 curves, and for the sample items an
-8-bit image, region and maps at most :data:`SAMPLE_SIZE` pixels on a side; about 1 MB for 120
-items and six explainers) in the run folder's figure data, so a fresh clone redraws them.
+and the HTML report need is kept compact (:func:`compact_arrays`: float16 curves, every item's
+thumbnails (:mod:`sidu_bench.runner.thumbnails`), and for the sample items an 8-bit image,
+region and maps at most :data:`SAMPLE_SIZE` pixels on a side) in the run folder's figure data,
+so a fresh clone redraws the figures and browses the items.
 matplotlib comes with the ``plot`` extra; without it, figures are skipped with a warning.
 """
 
@@ -21,10 +22,10 @@ from types import ModuleType
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 from sidu_bench.runner.config import RunConfig
 from sidu_bench.runner.folder import ItemResult, RunFolder
+from sidu_bench.runner.thumbnails import is_thumbnail, map_thumbnails, pixel_image, scaled_map
 
 log = logging.getLogger(__name__)
 
@@ -61,54 +62,41 @@ def png_bytes(figure: object) -> bytes:
 def compact_arrays(
     result: ItemResult, mean: Sequence[float], std: Sequence[float]
 ) -> dict[str, np.ndarray]:
-    """The arrays of one item that the figures need, in their compact form.
+    """The arrays of one item that the figures and the report need, in their compact form.
 
-    Curves become float16; the sample image (``image``, normalised ``[3, S, S]``) becomes
-    ``rgb`` (uint8 ``[s, s, 3]``, s <= :data:`SAMPLE_SIZE`), and each map of a sample item
-    uint8 at the same size; other items keep no map. Arrays already compact pass unchanged.
+    Curves become float16; every item keeps its thumbnails (:mod:`sidu_bench.runner.thumbnails`;
+    the map thumbnails are made here from the full-size maps); the sample image (``image``,
+    normalised ``[3, S, S]``) becomes ``rgb`` (uint8 ``[s, s, 3]``, s <= :data:`SAMPLE_SIZE`), and
+    each map of a sample item uint8 at the same size. Arrays already compact pass unchanged.
     """
     arrays: dict[str, np.ndarray] = {}
     for key, value in result.arrays.items():
         if key.startswith(CURVE_KEYS):
             arrays[key] = value.astype(np.float16)
-        elif key in ("rgb", "region") or (key.startswith("map@") and value.dtype == np.uint8):
+        elif (
+            key in ("rgb", "region")
+            or is_thumbnail(key)
+            or (key.startswith("map@") and value.dtype == np.uint8)
+        ):
             arrays[key] = value
+    arrays.update(map_thumbnails(result.arrays))
     if "image" in result.arrays:
-        image = torch.from_numpy(result.arrays["image"].astype(np.float32))
-        image = image * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
-        arrays["rgb"] = _to_uint8(_shrink(image).clamp(0, 1)).permute(1, 2, 0).numpy()
+        arrays["rgb"] = pixel_image(
+            torch.from_numpy(result.arrays["image"]), mean, std, SAMPLE_SIZE
+        )
         for key, value in result.arrays.items():
             if key.startswith("map@"):
-                shrunk = _shrink(torch.from_numpy(value.astype(np.float32))[None])[0]
-                low, high = shrunk.min(), shrunk.max()
-                scaled = (shrunk - low) / (high - low) if high > low else torch.zeros_like(shrunk)
-                arrays[key] = _to_uint8(scaled).numpy()
+                arrays[key] = scaled_map(torch.from_numpy(value), SAMPLE_SIZE)
     return arrays
 
 
-def _shrink(array: torch.Tensor) -> torch.Tensor:
-    """Area-downsample ``[C, H, W]`` so that its longer side is at most SAMPLE_SIZE."""
-    height, width = array.shape[-2:]
-    factor = max(height, width) / SAMPLE_SIZE
-    if factor <= 1:
-        return array
-    size = (max(1, round(height / factor)), max(1, round(width / factor)))
-    return F.interpolate(array[None], size=size, mode="area")[0]
+def stored_arrays(
+    folder: RunFolder, config: RunConfig, item_ids: Sequence[str]
+) -> dict[str, dict[str, np.ndarray]]:
+    """The compact arrays (:func:`compact_arrays`) of ``item_ids``, in that order.
 
-
-def _to_uint8(array: torch.Tensor) -> torch.Tensor:
-    return (array * 255).round().to(torch.uint8)
-
-
-def redraw_figures(folder: RunFolder, config: RunConfig, item_ids: Sequence[str]) -> list[Path]:
-    """Draw a run's figures from its stored items, in the order of ``item_ids``.
-
-    Figures are drawn from each item's compact arrays (:func:`compact_arrays`): its figure data,
-    else its ``items/`` file compacted, so a fresh clone draws the same figures as the run did.
-    Items with neither are left out with a warning.
-
-    Returns:
-        The files written (none without matplotlib).
+    Each item's come from the figure data, else from its ``items/`` file compacted, so a fresh
+    clone sees what the run saw; items with neither are left out with a warning.
     """
     figure_data = folder.figure_data()
     mean, std = config.normalisation
@@ -121,7 +109,21 @@ def redraw_figures(folder: RunFolder, config: RunConfig, item_ids: Sequence[str]
             items[item_id] = stored
     missing = len(dict.fromkeys(item_ids)) - len(items)
     if missing:
-        log.warning("%d items of %s have no stored arrays to draw", missing, folder)
+        log.warning("%d items of %s have no stored arrays", missing, folder)
+    return items
+
+
+def redraw_figures(folder: RunFolder, config: RunConfig, item_ids: Sequence[str]) -> list[Path]:
+    """Draw a run's figures from its stored items, in the order of ``item_ids``.
+
+    Figures are drawn from each item's compact arrays (:func:`compact_arrays`): its figure data,
+    else its ``items/`` file compacted, so a fresh clone draws the same figures as the run did.
+    Items with neither are left out with a warning.
+
+    Returns:
+        The files written (none without matplotlib).
+    """
+    items = stored_arrays(folder, config, item_ids)
     plt = pyplot_or_none("figures")
     if plt is None:
         return []

@@ -20,6 +20,7 @@ from sidu_bench.metrics import (
     pointing_game,
 )
 from sidu_bench.runner.folder import ItemResult
+from sidu_bench.runner.thumbnails import image_thumbnails
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ def evaluate_item(
         "backend": context.backend_name,
         "device": context.device.type,
     }
+    scoring = context.scoring
+    result.arrays.update(image_thumbnails(item.image, item.region, scoring.mean, scoring.std))
     if context.keep_image:
         result.arrays["image"] = item.image.numpy().astype(np.float16)
         if item.region is not None:
