@@ -34,6 +34,7 @@ from sidu_bench.metrics import list_metrics
 from sidu_bench.runner.config import RunConfig, check_protocols
 from sidu_bench.runner.figures import png_bytes, pyplot_or_none
 from sidu_bench.runner.folder import RunFolder
+from sidu_bench.tables.agreement import spearman_frame
 from sidu_bench.tables.latex import report_latex, standalone_latex
 from sidu_bench.tables.markdown import report_markdown
 from sidu_bench.tables.statistics import (
@@ -46,10 +47,21 @@ from sidu_bench.tables.statistics import (
     report_metrics,
     weak_per_class,
 )
+from sidu_bench.tables.trust import TRUST_COLUMNS, trust_markdown, trust_table, unstable_verdicts
 
 log = logging.getLogger(__name__)
 
 PAIRS_FILE = "report_pairs.csv"
+AGREEMENT_FILE = "report_agreement.csv"
+SHORT_NAMES = {
+    "pointing_game_hit_rate": "pointing hits",
+    "energy_pointing_game": "energy",
+    "region_auc": "region AUC",
+    "insertion_auc": "insertion",
+    "deletion_auc": "deletion",
+    "road": "ROAD",
+}
+"""The agreement figure's axis labels of the built-in metrics."""
 LATEX_FILE = "report.tex"
 LATEX_STANDALONE = "report_standalone.tex"
 REPORT_COLUMNS = (
@@ -200,29 +212,50 @@ def _cells(
     return rows
 
 
-def report_table(
-    runs: Sequence[ReportRun], *, mixed: bool
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[tuple[str, str], dict[str, tuple[int, int]]]]:
-    """The long-format report, its pairs, and the per-class means marked ‡ per row.
+@dataclass(frozen=True)
+class ReportTables:
+    """What the report computes from its runs (its files are written from these).
 
-    Returns:
-        ``(table, pairs, weak)``: one row per (data set, model, explainer, metric) cell
-        (:data:`REPORT_COLUMNS`); one row per (data set, model, pair, ranked metric)
-        (``dataset``, ``model`` and the pair columns); per (data set, model), the per-class
-        statistics whose classes mostly hold one scored item.
+    Attributes:
+        table: one row per (data set, model, explainer, metric) cell (:data:`REPORT_COLUMNS`).
+        pairs: one row per (data set, model, pair, ranked metric): ``dataset``, ``model`` and
+            the pair columns (:data:`~sidu_bench.tables.statistics.PAIR_COLUMNS`).
+        weak: per (data set, model), the per-class statistics whose classes mostly hold one
+            scored item.
+        trust: per (data set, model), the trust section's table
+            (:func:`~sidu_bench.tables.trust.trust_table` over the row's all-pairs family).
     """
-    rows, pair_frames, weak = [], [], {}
+
+    table: pd.DataFrame
+    pairs: pd.DataFrame
+    weak: dict[tuple[str, str], dict[str, tuple[int, int]]]
+    trust: dict[tuple[str, str], pd.DataFrame]
+
+    def agreement(self) -> pd.DataFrame:
+        """``report_agreement.csv``: ``dataset``, ``model``, then :data:`TRUST_COLUMNS`."""
+        columns = ["dataset", "model", *TRUST_COLUMNS]
+        frames = [
+            frame.assign(dataset=dataset, model=model)[columns]
+            for (dataset, model), frame in self.trust.items()
+            if len(frame)
+        ]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def report_table(runs: Sequence[ReportRun], *, mixed: bool) -> ReportTables:
+    """The long-format report, its pairs, the per-class means marked ‡, and the trust tables."""
+    rows, pair_frames, weak, trust = [], [], {}, {}
     metrics = computed_metrics(runs)
     for (dataset, model), group in _group(runs).items():
         records = pd.concat([run.records for run in group], ignore_index=True)
         summary = pd.concat([run.summary for run in group])
         explainers = [str(label) for label in summary.index]
         records = records[records["explainer"].isin(explainers)]
-        pairs = compare_pairs(
-            records,
-            all_pairs(explainers),
-            list(ranked_metrics(metrics).values()),
-            seed=group[0].config.seed,
+        family = all_pairs(explainers)
+        seed = group[0].config.seed
+        pairs = compare_pairs(records, family, list(ranked_metrics(metrics).values()), seed=seed)
+        trust[(dataset, model)] = trust_table(
+            records, explainers, metrics, seed=seed, comparisons=pairs
         )
         ranks = rankings(pairs, summary, metrics)
         for run in group:
@@ -237,7 +270,7 @@ def report_table(
     pairs = (
         pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     )
-    return table, pairs, weak
+    return ReportTables(table, pairs, weak, trust)
 
 
 def figure_png(table: pd.DataFrame) -> bytes | None:
@@ -292,6 +325,48 @@ def figure_png(table: pd.DataFrame) -> bytes | None:
     return png
 
 
+def agreement_png(trust: dict[tuple[str, str], pd.DataFrame]) -> bytes | None:
+    """The metrics' Spearman matrices (one heatmap per data set x model) as PNG.
+
+    ``None`` when no row has two metrics to correlate, or matplotlib is missing.
+    """
+    matrices = {key: spearman_frame(frame) for key, frame in trust.items()}
+    matrices = {key: frame for key, frame in matrices.items() if len(frame) >= 2}
+    if not matrices:
+        return None
+    plt = pyplot_or_none("agreement figure")
+    if plt is None:
+        return None
+    columns = min(3, len(matrices))
+    rows = math.ceil(len(matrices) / columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(3.8 * columns + 1, 3.6 * rows), squeeze=False, layout="constrained"
+    )
+    for axis, ((dataset, model), frame) in zip(axes.ravel(), matrices.items(), strict=False):
+        image = axis.imshow(frame.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdBu")
+        names = [SHORT_NAMES.get(str(name), str(name)) for name in frame.index]
+        axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        axis.set_yticks(range(len(names)), names, fontsize=7)
+        for (i, j), value in np.ndenumerate(frame.to_numpy(dtype=float)):
+            axis.text(
+                j,
+                i,
+                "–" if np.isnan(value) else f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if abs(value) > 0.6 else "black",
+            )
+        axis.set_title(f"{dataset} × {model}", fontsize=9)
+    for axis in axes.ravel()[len(matrices) :]:
+        axis.axis("off")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="Spearman correlation")
+    figure.suptitle("agreement of the metrics' explainer rankings")
+    png = png_bytes(figure)
+    plt.close(figure)
+    return png
+
+
 def build_report(
     run_dirs: Sequence[Path],
     *,
@@ -327,17 +402,29 @@ def build_report(
         allow_mixed=allow_mixed_protocols,
         purpose="share a table",
     )
-    table, pairs, weak = report_table(runs, mixed=bool(mismatches))
+    tables = report_table(runs, mixed=bool(mismatches))
+    table, pairs = tables.table, tables.pairs
     metrics = computed_metrics(runs)
+    unstable = {
+        (*key, *verdict)
+        for key, frame in tables.trust.items()
+        for verdict in unstable_verdicts(frame)
+    }
+    trust = [
+        trust_markdown(frame, metrics, heading=f"### {dataset} × {model}")
+        for (dataset, model), frame in tables.trust.items()
+    ]
     markdown = report_markdown(
         runs=[run.description() for run in runs],
         protocol=runs[0].protocol,
         mismatches=mismatches,
         table=table,
         pairs=pairs,
-        weak=weak,
+        weak=tables.weak,
         pairs_file=PAIRS_FILE,
         metrics=metrics,
+        trust=trust,
+        unstable=unstable,
     )
     texts = ("dataset", "model", "explainer", "reference", "run_dir")
     figure = figure_png(table)
@@ -345,10 +432,12 @@ def build_report(
         "report.csv": _csv(table, texts).encode("utf-8"),
         "report.md": markdown.encode("utf-8"),
         PAIRS_FILE: _csv(pairs, texts).encode("utf-8"),
+        AGREEMENT_FILE: _csv(tables.agreement(), (*texts, "metric", "other")).encode("utf-8"),
         "faithfulness_vs_cost.png": figure,
+        "agreement.png": agreement_png(tables.trust),
     }
     if latex:
-        files[LATEX_FILE] = report_latex(table, pairs, metrics).encode("utf-8")
+        files[LATEX_FILE] = report_latex(table, pairs, metrics, unstable).encode("utf-8")
         files[LATEX_STANDALONE] = standalone_latex(LATEX_FILE).encode("utf-8")
     written = []
     for name, content in files.items():
@@ -357,7 +446,15 @@ def build_report(
             written.append(out / name)
     if html:
         written.append(
-            write_html_report(runs, table, pairs, out=out, mismatches=mismatches, figure=figure)
+            write_html_report(
+                runs,
+                table,
+                pairs,
+                out=out,
+                mismatches=mismatches,
+                figure=figure,
+                trust=tables.trust,
+            )
         )
     return written
 

@@ -66,7 +66,7 @@ def test_committed_baseline_passes_against_itself(capsys):
     assert compare(BASELINE, "--tolerance-file", GATE_FILE) == 0
     report = capsys.readouterr().out
     assert failing_lines(report) == []
-    assert "0 failing of 78 compared cells" in report  # 6 explainers x 13 gated statistics
+    assert "0 failing of 90 compared cells" in report  # 6 explainers x 15 gated statistics
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_doctored_baseline_fails_naming_the_cell(tmp_path, capsys, tolerances, e
     assert len(failing) == 1, report
     assert failing[0].split()[:2] == [explainer, metric]
     assert failing[0].endswith("REGRESSION")
-    assert "1 failing of 78 compared cells" in report
+    assert "1 failing of 90 compared cells" in report
 
 
 @pytest.mark.parametrize("metric", gated_metrics())

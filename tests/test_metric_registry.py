@@ -34,13 +34,22 @@ SMALL = ["--device", "cpu", "--backend", "torch", "--limit", "4", "--steps", "4"
 
 PROTOCOL_2_METRICS = ("pointing_game", "energy_pointing_game", "region_auc", "insertion_deletion")
 """The metrics of every protocol-2 folder (the committed reference grid)."""
+PROTOCOL_4_METRICS = (
+    "pointing_game",
+    "energy_pointing_game",
+    "energy_temperature",
+    "region_auc",
+    "insertion_deletion",
+    "road",
+)
+"""The default metrics of protocol 4."""
 
 
 def test_builtin_metrics_keep_the_published_layout():
     # records.csv, summary.csv and the report of every committed run folder have these columns
     # in this order; the registry must reproduce them whatever order the modules import in.
-    assert list_metrics() == [*PROTOCOL_2_METRICS, "road", "mprt", "emprt"]
-    assert list_metrics(default_only=True) == [*PROTOCOL_2_METRICS, "road"]
+    assert list_metrics() == [*PROTOCOL_4_METRICS, "mprt", "emprt"]
+    assert list_metrics(default_only=True) == list(PROTOCOL_4_METRICS)
     protocol_2_columns = (
         *("id", "category", "label", "target", "predicted", "predicted_prob", "target_prob"),
         *("explainer", "center_miss", "pointing_game_hit", "pointing_game_valid"),
@@ -49,7 +58,14 @@ def test_builtin_metrics_keep_the_published_layout():
     )
     assert record_columns(PROTOCOL_2_METRICS) == protocol_2_columns
     added = ("road_morf", "road_lerf", "road", "mprt_last", "mprt_mean", "mprt_undefined", "emprt")
-    assert record_columns() == (*protocol_2_columns[:-4], *added, *protocol_2_columns[-4:])
+    temperature = ("energy_pointing_game_sqrt", "energy_pointing_game_sq")
+    assert record_columns() == (
+        *protocol_2_columns[:12],
+        *temperature,
+        *protocol_2_columns[12:-4],
+        *added,
+        *protocol_2_columns[-4:],
+    )
     protocol_2_statistics = [
         "pointing_game",
         "pointing_game_hit_rate",
@@ -61,7 +77,12 @@ def test_builtin_metrics_keep_the_published_layout():
     ]
     assert [s.name for s in summary_statistics(PROTOCOL_2_METRICS)] == protocol_2_statistics
     new_statistics = ["road_morf", "road_lerf", "road", "mprt_last", "mprt_mean", "emprt"]
-    assert [s.name for s in summary_statistics()] == [*protocol_2_statistics, *new_statistics]
+    assert [s.name for s in summary_statistics()] == [
+        *protocol_2_statistics[:4],
+        *temperature,
+        *protocol_2_statistics[4:],
+        *new_statistics,
+    ]
     assert [s.name for s in compared_statistics()] == [
         "pointing_game_hit_rate",
         "energy_pointing_game",
@@ -94,6 +115,7 @@ def test_builtin_metrics_keep_the_published_layout():
     assert [m.name for m in map(get_metric, list_metrics()) if m.uses_regions] == [
         "pointing_game",
         "energy_pointing_game",
+        "energy_temperature",
         "region_auc",
     ]
 
@@ -352,7 +374,7 @@ def test_metrics_all_selects_every_registered_metric_and_list_marks_the_opt_in(
     arguments = ["evaluate", *SMALL, "--limit", "1", "--explainers", "center"]
     assert main([*arguments, "--metrics", "all", "--out", str(out)]) == 0
     config = RunFolder(out / RUN).run_config()
-    builtin = (*PROTOCOL_2_METRICS, "road", "mprt", "emprt")
+    builtin = (*PROTOCOL_4_METRICS, "mprt", "emprt")
     assert config.metrics == tuple(list_metrics())  # the plug-ins registered now included
     assert config.metrics[: len(builtin)] == builtin
     assert "all_peak" in config.metrics[len(builtin) :]
@@ -362,7 +384,7 @@ def test_metrics_all_selects_every_registered_metric_and_list_marks_the_opt_in(
     assert main(["list"]) == 0
     listed = capsys.readouterr().out.splitlines()[-1]
     assert listed.startswith(
-        "metrics:    pointing_game, energy_pointing_game, region_auc, insertion_deletion, road, "
-        "mprt (opt-in), emprt (opt-in), "
+        "metrics:    pointing_game, energy_pointing_game, energy_temperature, region_auc, "
+        "insertion_deletion, road, mprt (opt-in), emprt (opt-in), "
     )
     assert "all_peak" in listed.split(", ")

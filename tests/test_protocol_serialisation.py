@@ -60,7 +60,7 @@ def test_protocol_and_statistics_equal_the_stored_ones(stored):
         assert protocol[key] == value, key
     assert config.statistics() == stored["statistics"]
     assert protocol_id(protocol) == protocol_id(stored["protocol"])
-    assert PROTOCOL_VERSION == 3
+    assert PROTOCOL_VERSION == 4
 
 
 def test_the_protocol_id_follows_the_blur_kernel(monkeypatch):

@@ -70,7 +70,9 @@ def test_every_cell_equals_its_runs_summary(runs, tmp_path):
         "report.csv",
         "report.md",
         "report_pairs.csv",
+        "report_agreement.csv",
         "faithfulness_vs_cost.png",
+        "agreement.png",
     ]
     table = read_report(tmp_path / "out")
     assert len(table) == (3 + 1 + 3) * len(report_metrics(DEFAULT_METRICS))
@@ -373,7 +375,14 @@ def test_cli_writes_files_and_expands_globs(runs, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["report", str(root / "*" / "synthetic-*"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
-    names = ("report.csv", "report.md", "report_pairs.csv", "faithfulness_vs_cost.png")
+    names = (
+        "report.csv",
+        "report.md",
+        "report_pairs.csv",
+        "report_agreement.csv",
+        "faithfulness_vs_cost.png",
+        "agreement.png",
+    )
     assert printed == [str(out / name) for name in names]
     assert (out / "faithfulness_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(read_report(out)["run_dir"]) == {str(first), str(second)}
@@ -414,9 +423,15 @@ def test_figure_is_skipped_with_a_warning_without_matplotlib(runs, tmp_path, mon
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with caplog.at_level(logging.WARNING):
         written = build_report([first], out=tmp_path)
-    assert [p.name for p in written] == ["report.csv", "report.md", "report_pairs.csv"]
+    assert [p.name for p in written] == [
+        "report.csv",
+        "report.md",
+        "report_pairs.csv",
+        "report_agreement.csv",
+    ]
     assert "matplotlib is not installed" in caplog.text
     assert not (tmp_path / "faithfulness_vs_cost.png").exists()
+    assert not (tmp_path / "agreement.png").exists()
 
 
 def test_figure_legends_name_each_explainer_and_model_once_beside_the_plots(
@@ -428,6 +443,8 @@ def test_figure_legends_name_each_explainer_and_model_once_beside_the_plots(
     saved = {}
 
     def keep(figure):
+        if figure.texts and "agreement" in figure.texts[0].get_text():
+            return b""  # the agreement figure, drawn after this one
         saved["legends"] = [
             [text.get_text() for text in legend.get_texts()] for legend in figure.legends
         ]

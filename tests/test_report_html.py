@@ -24,7 +24,8 @@ from sidu_bench.runner import RunFolder
 
 RUN_NAME = "synthetic-synthetic_cnn"
 EXPLAINERS = "sidu,gradcam,center,random"
-GRID = sorted(Path("results/reference").glob("*-efficientnet_lite*"))
+GRID = sorted(Path("results/reference-v2").glob("*-efficientnet_lite*"))
+"""The committed reference grid (protocol 2, 336 items) until its protocol-4 re-run is done."""
 READY_TARGET_MS = 2000
 
 
@@ -156,10 +157,12 @@ def test_a_rebuilt_page_replaces_its_pictures(run, tmp_path):
     build_report([run], out=tmp_path, html=True)
     assert not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "agreement.png",
         "faithfulness_vs_cost.png",
         "report.csv",
         "report.html",
         "report.md",
+        "report_agreement.csv",
         "report_files",
         "report_pairs.csv",
     ]
@@ -236,6 +239,15 @@ def test_page_renders_in_chromium(browser, page, run, tmp_path):
     assert len(verdicts) == 3 * len(set(pairs["metric"]))  # gradcam, center, random vs sidu
     holm = set(pairs["p_holm"].round(12))
     assert {round(float(td.get_attribute("data-p-holm")), 12) for td in verdicts} <= holm
+
+    # the trust section: Kendall's W as report_agreement.csv has it, the temperature table
+    agreement = pd.read_csv(page.parent / "report_agreement.csv")
+    kendall = agreement.loc[agreement["statistic"] == "kendall_w", "value"].iloc[0]
+    shown_w = cells(browser, "#trust-sections p.kendall")
+    assert len(shown_w) == 1
+    assert float(shown_w[0].get_attribute("data-w")) == kendall
+    kept = (agreement["statistic"] == "temperature_kept").sum()
+    assert len(cells(browser, "#trust-sections table.temperature tbody tr")) == kept > 0
 
     # the item browser shows every item, and its pictures load
     rows = cells(browser, "#item-table tbody tr")

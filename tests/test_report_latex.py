@@ -20,7 +20,7 @@ from sidu_bench.stats import (
 from sidu_bench.tables.latex import escape_latex, report_latex, standalone_latex
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "results" / "report"
+REPORT = ROOT / "results" / "reference-v2" / "report"
 NAN = math.nan
 UP, DOWN = "$^{\\uparrow}$", "$^{\\downarrow}$"
 PROTOCOL = "abc123def456"
@@ -119,6 +119,19 @@ def test_cells_bold_underline_arrows_dashes_and_n_range(small):
     assert "seconds" not in text
     assert "†" not in text
     assert "‡" not in text
+
+
+def test_a_verdict_that_changes_with_the_temperature_is_marked(small):
+    table, pairs = small
+    unstable = {("d", "m1", "gradcam", "sidu", EPG), ("d", "m2", "sidu", RISE, EPG)}
+    lines = lines_of(report_latex(table, pairs, [EPG], unstable))
+    means = f"d & m1 & 40--48 & 0.500 & \\textbf{{0.700}}{UP}\\S & \\underline{{0.650}}{UP} \\\\"
+    assert means in lines
+    assert f"d & m2 & 0--40 & \\textbf{{0.600}} & -- & 0.300{DOWN}\\S \\\\" in lines
+    caption = next(line for line in lines if line.startswith("\\caption"))
+    assert "\\S: that verdict changes when the map is min-max scaled" in caption
+    unmarked = report_latex(table, pairs, [EPG])
+    assert "\\S" not in unmarked
 
 
 def test_mixed_protocols_list_every_id(small):
@@ -345,7 +358,7 @@ def test_the_small_tables_compile(small, tmp_path):
 @needs_pdflatex
 @pytest.mark.skipif(
     not (REPORT / "report.csv").is_file() or not (REPORT / "report_pairs.csv").is_file(),
-    reason="results/report/report.csv and report_pairs.csv are not in this checkout",
+    reason="results/reference-v2/report/report.csv and report_pairs.csv are not in this checkout",
 )
 def test_the_real_report_compiles(tmp_path):
     table = pd.read_csv(REPORT / "report.csv")

@@ -51,7 +51,7 @@ def test_run_writes_records_summary_config_and_figures(finished_run):
         for suffix in ("", "_ci_low", "_ci_high", "_n"):
             assert f"{metric}{suffix}" in summary.columns
     config = json.loads((finished_run / "config.json").read_text())
-    assert config["protocol"]["protocol_version"] == 3
+    assert config["protocol"]["protocol_version"] == 4
     assert config["protocol"]["precision"] == "ieee"
     assert "statistics" not in config["protocol"]
     assert config["environment"]["backend"]["name"] in ("torch", "onnxruntime")

@@ -13,7 +13,7 @@ import base64
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from sidu_bench.html_report.payload import (
     pair_rows,
     run_payload,
     table_rows,
+    trust_rows,
 )
 from sidu_bench.html_report.strips import jpeg_bytes, strip_image, strip_tiles
 from sidu_bench.io import atomic_write_bytes, atomic_write_text
@@ -72,6 +73,7 @@ def write_html_report(
     out: Path,
     mismatches: Sequence[str] = (),
     figure: bytes | None = None,
+    trust: Mapping[tuple[str, str], pd.DataFrame] | None = None,
 ) -> Path:
     """Write ``report.html`` (and ``report_files/``) for ``runs`` into ``out``.
 
@@ -82,6 +84,8 @@ def write_html_report(
         out: the folder (it exists).
         mismatches: protocol differences the report was built despite (shown in a warning).
         figure: the faithfulness-vs-cost PNG, or None (the page says it is missing).
+        trust: the trust section's table per (data set, model)
+            (:func:`sidu_bench.tables.trust.trust_table`), or None (no such section).
 
     Returns:
         The page's path.
@@ -109,6 +113,7 @@ def write_html_report(
         "items": items,
         "curve_titles": CURVE_KINDS,
         "figure": None if figure is None else base64.b64encode(figure).decode("ascii"),
+        "trust": trust_rows(trust or {}),
     }
     text = json.dumps(data, allow_nan=False, separators=(",", ":"), default=str)
     text = text.replace("</", "<\\/")

@@ -168,3 +168,16 @@ def run_payload(
         "protocol": content.get("protocol"),
         "environment": content.get("environment"),
     }
+
+
+def trust_rows(trust: Mapping[tuple[str, str], pd.DataFrame]) -> list[dict[str, object]]:
+    """The trust section's rows of every (data set, model) (``report_agreement.csv``'s)."""
+    rows = []
+    for (dataset, model), frame in trust.items():
+        for _, row in frame.iterrows():
+            entry = {"dataset": dataset, "model": model}
+            for column in frame.columns:
+                text = column in ("statistic", "metric", "other", "verdict")
+                entry[column] = str(row[column]) if text else number(row[column])
+            rows.append(entry)
+    return rows

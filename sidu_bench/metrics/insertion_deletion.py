@@ -282,6 +282,7 @@ INSERTION_DELETION = register_metric(
         score=_score_item,
         protocol=_protocol,
         position=40,
+        monotone_invariant=True,
     )
 )
 """``--metrics insertion_deletion``: both AUCs per item (RISE, Petsiuk et al., BMVC 2018)."""

@@ -182,7 +182,11 @@ def _score_pointing_game(item: ScoredItem, settings: ScoringSettings) -> MetricS
 
 
 def _register_share(
-    name: str, score: Callable[[Tensor, Regions], tuple[Tensor, Tensor]], *, position: int
+    name: str,
+    score: Callable[[Tensor, Regions], tuple[Tensor, Tensor]],
+    *,
+    position: int,
+    monotone_invariant: bool,
 ) -> Metric:
     """Register a tolerance-free localisation metric: one value per item, NaN where invalid."""
 
@@ -193,7 +197,13 @@ def _register_share(
     statistic = Statistic(name, column=name)
     return register_metric(
         Metric(
-            name, {name: math.nan}, (statistic,), score_item, uses_regions=True, position=position
+            name,
+            {name: math.nan},
+            (statistic,),
+            score_item,
+            uses_regions=True,
+            position=position,
+            monotone_invariant=monotone_invariant,
         )
     )
 
@@ -213,10 +223,82 @@ POINTING_GAME = register_metric(
         protocol=lambda settings: {"tolerance_rule": TOLERANCE_RULE, "map_resize": MAP_RESIZE},
         uses_regions=True,
         position=10,
+        monotone_invariant=True,
     )
 )
 """``--metrics pointing_game``: TorchRay's per-class score, the hit rate, the center-miss score."""
-ENERGY_POINTING_GAME = _register_share("energy_pointing_game", energy_pointing_game, position=20)
-"""``--metrics energy_pointing_game``: the share of positive saliency inside the region."""
-REGION_AUC = _register_share("region_auc", region_auc, position=30)
+
+
+def tempered(saliency: Tensor, power: float) -> Tensor:
+    """Each map min-max scaled to ``[0, 1]`` and raised to ``power`` (a constant map -> 0).
+
+    A strictly increasing change of the map's "temperature": a power above 1 sharpens it, below
+    1 flattens it; the order of its values is kept.
+
+    Example:
+        >>> tempered(torch.tensor([[[1.0, 3.0], [5.0, 5.0]]]), 2.0)
+        tensor([[[0.0000, 0.2500],
+                 [1.0000, 1.0000]]])
+    """
+    flat = saliency.flatten(1)
+    low = flat.amin(dim=1)[:, None, None]
+    span = (flat.amax(dim=1) - flat.amin(dim=1))[:, None, None]
+    scaled = (saliency - low) / torch.where(span > 0, span, 1.0)
+    return scaled.pow(power)
+
+
+TEMPERATURE_POWERS = {"energy_pointing_game_sqrt": 0.5, "energy_pointing_game_sq": 2.0}
+"""The energy pointing game's temperature variants: record column -> power of the tempered map."""
+
+
+ENERGY_POINTING_GAME = _register_share(
+    "energy_pointing_game", energy_pointing_game, position=20, monotone_invariant=False
+)
+"""``--metrics energy_pointing_game``: the share of positive saliency inside the region. Not
+invariant to a monotone change of the map: see :data:`ENERGY_TEMPERATURE`."""
+
+
+def _score_temperature(item: ScoredItem, settings: ScoringSettings) -> MetricScore:
+    maps = item.maps.cpu()
+    scores = {}
+    for column, power in TEMPERATURE_POWERS.items():
+        values, valid = energy_pointing_game(tempered(maps, power), [item.region])
+        if bool(valid[0]):
+            scores[column] = float(values[0])
+    return MetricScore(scores)
+
+
+def _temperature_protocol(settings: ScoringSettings) -> dict[str, object]:
+    return {
+        "variants": "energy_pointing_game_sqrt and energy_pointing_game_sq: the energy pointing "
+        "game of the map min-max scaled to [0, 1] (at the map's own resolution, before the "
+        "resize; a constant map becomes 0) and raised to 1/2 and to 2"
+    }
+
+
+ENERGY_TEMPERATURE = register_metric(
+    Metric(
+        name="energy_temperature",
+        columns=dict.fromkeys(TEMPERATURE_POWERS, math.nan),
+        statistics=tuple(
+            Statistic(
+                column,
+                column=column,
+                in_report=False,
+                variant_of="energy_pointing_game",
+                title=f"energy pointing game of the tempered map, power {power:g}",
+            )
+            for column, power in TEMPERATURE_POWERS.items()
+        ),
+        score=_score_temperature,
+        protocol=_temperature_protocol,
+        uses_regions=True,
+        position=21,
+    )
+)
+"""``--metrics energy_temperature`` (computed by default): the energy pointing game of the
+tempered map (:func:`tempered`) at the powers of :data:`TEMPERATURE_POWERS`, variants of
+``energy_pointing_game`` that show whether its verdicts survive a change of the map's
+temperature (docs/protocol.md, item 22)."""
+REGION_AUC = _register_share("region_auc", region_auc, position=30, monotone_invariant=True)
 """``--metrics region_auc``: the ROC-AUC of the map as a score for region membership."""

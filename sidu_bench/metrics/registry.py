@@ -131,6 +131,11 @@ class Statistic:
         ranked_by: for a per-class statistic, the per-item statistic whose paired verdicts rank
             it in the report (None: not ranked). A per-item statistic ranks on itself.
         title: its name in prose (default: ``name``).
+        variant_of: for a sensitivity variant (the same measurement of a transformed map, e.g.
+            the energy pointing game of the squared map), the per-item statistic it varies. A
+            variant is summarised (mean, CI, n) but stays out of the tables' comparisons and
+            rankings; the trust section compares the explainers on it in a family of its own
+            (:mod:`sidu_bench.tables.trust`).
     """
 
     name: str
@@ -142,6 +147,7 @@ class Statistic:
     in_report: bool = True
     ranked_by: str | None = None
     title: str = ""
+    variant_of: str | None = None
 
     def __post_init__(self) -> None:
         for attribute in ("name", "column"):
@@ -161,8 +167,8 @@ class Statistic:
 
     @property
     def compared(self) -> bool:
-        """Whether explainers are compared in pairs on it (per-item statistics only)."""
-        return not self.per_class
+        """Whether the tables compare explainers in pairs on it (per-item, not a variant)."""
+        return not self.per_class and self.variant_of is None
 
     @property
     def ranking(self) -> str | None:
@@ -185,6 +191,13 @@ class Metric:
         position: where its columns go in ``records.csv`` and ``summary.csv`` (ascending; ties
             in name order).
         default: computed when ``--metrics`` is not given (a costly metric is opt-in).
+        monotone_invariant: its values do not change when a strictly increasing function is
+            applied to the map (it reads only the order of the map's values, at the resolution
+            it scores). A metric that is not (e.g. the energy pointing game) compares how sharp
+            maps are as much as where they point; the trust section says so, and a variant
+            statistic (:attr:`Statistic.variant_of`) can record it on a transformed map.
+            Declared False unless the metric states otherwise (tests/test_metric_invariance.py
+            checks each built-in declaration).
     """
 
     name: str
@@ -195,6 +208,7 @@ class Metric:
     uses_regions: bool = False
     position: int = DEFAULT_POSITION
     default: bool = True
+    monotone_invariant: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -263,6 +277,13 @@ def register_metric(metric: Metric) -> Metric:
             f"metric {metric.name!r}: column or statistic name(s) already taken by another "
             f"metric: {', '.join(map(repr, clashes))}"
         )
+    compared = {s.name for s in (*summary_statistics(), *metric.statistics) if s.compared}
+    for statistic in metric.statistics:
+        if statistic.variant_of is not None and statistic.variant_of not in compared:
+            raise ValueError(
+                f"metric {metric.name!r}: statistic {statistic.name!r} is a variant of "
+                f"{statistic.variant_of!r}, which is no registered per-item statistic"
+            )
     return _METRICS.register(metric.name, metric)
 
 

@@ -798,6 +798,7 @@ ROAD = register_metric(
         score=_score_item,
         protocol=_protocol,
         position=50,
+        monotone_invariant=True,
     )
 )
 """``--metrics road`` (computed by default): ROAD's MoRF and LeRF means and their combination.

@@ -13,14 +13,15 @@ record, and may differ when a run is resumed. The summary statistics are recompu
 records (``python -m sidu_bench summarise``), so they are described beside the protocol
 (``statistics``) and never block a resume.
 
-Protocol versions: 3 is the current one (it adds ROAD and the model-randomisation checks to the
-metrics); 2 stays readable; 1 (the first reference runs) is not. When the version is bumped,
-the previous one stays readable (:data:`READABLE_PROTOCOL_VERSIONS`); older folders get an error
-naming their version. Each metric's protocol entry is present only
-when the run computes that metric, and two runs are compared on the run-wide fields plus the
-entries of the metrics both computed (:func:`protocol_differences`), so a run with a subset of
-``--metrics`` still shares a table on the metrics it has. The protocol is documented in
-docs/protocol.md.
+Protocol versions: 4 is the current one (it adds the energy pointing game's temperature
+variants); 3 (ROAD and the model-randomisation checks) stays readable, and so does 2, the
+version of the committed reference grid, until the grid is re-run under 4; 1 (the first
+reference runs) is not. When the version is bumped, at least the previous one stays readable
+(:data:`READABLE_PROTOCOL_VERSIONS`); older folders get an error naming their version. Each
+metric's protocol entry is present only when the run computes that metric, and two runs are
+compared on the run-wide fields plus the entries of the metrics both computed
+(:func:`protocol_differences`), so a run with a subset of ``--metrics`` still shares a table on
+the metrics it has. The protocol is documented in docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ from sidu_bench.stats import CONFIDENCE, FAMILYWISE_ALPHA, RESAMPLES
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 3
-READABLE_PROTOCOL_VERSIONS = (2, 3)
-"""The protocol versions whose run folders this version reads (the current and the previous)."""
+PROTOCOL_VERSION = 4
+READABLE_PROTOCOL_VERSIONS = (2, 3, 4)
+"""The protocol versions whose run folders this version reads: the current and the previous,
+and 2 while the committed protocol-2 reference grid (results/reference-v2) is not yet replaced."""
 RESUMABLE_FIELDS = ("limit", "explainers", "batch_size", "device", "root", "download", "backend")
 """Fields that may change when a run is resumed: they select work, not how it is scored."""
 

@@ -25,6 +25,7 @@ from sidu_bench.tables.statistics import (
     weak_per_class,
     with_comparison_columns,
 )
+from sidu_bench.tables.trust import trust_markdown, trust_table, unstable_verdicts
 
 
 def summary_header(
@@ -113,7 +114,22 @@ def summarise_run(
         content, int(records["id"].nunique()), localisation_skipped, folder.count_skipped()
     )
     weak = weak_per_class(records, metrics)
-    markdown = summary_markdown(summary, comparisons, header, weak=weak, metrics=metrics)
+    trust = trust_table(
+        records,
+        explainers,
+        metrics,
+        seed=config.seed,
+        comparisons=comparisons,
+    )
+    markdown = summary_markdown(
+        summary,
+        comparisons,
+        header,
+        weak=weak,
+        metrics=metrics,
+        trust=trust_markdown(trust, metrics, heading="## Can these rankings be trusted?"),
+        unstable=unstable_verdicts(trust),
+    )
     table = with_comparison_columns(summary, comparisons, reference, metrics)
     folder.write_summary(table, markdown)
     if folder.has_items() or folder.figure_data():

@@ -14,7 +14,7 @@ from the report's tables.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import pandas as pd
 
@@ -29,6 +29,8 @@ WORSE_MARK = "$^{\\downarrow}$"
 MISSING = "--"
 """A cell without a number (nothing scored, or the explainer did not run on that row)."""
 REFERENCE_SUFFIX = " (ref.)"
+TEMPERATURE_MARK = "\\S"
+"""Follows a verdict against the reference that changes with the map's temperature."""
 """Appended to the header of a column that is the reference of a row."""
 
 _ESCAPES = {
@@ -137,6 +139,7 @@ def _row_cells(
     metric: str,
     explainers: Sequence[str],
     verdicts: Mapping[tuple[str, ...], str],
+    unstable: Set[tuple[str, str, str, str, str]] = frozenset(),
 ) -> tuple[list[str], list[str], str | None]:
     """The mean line's and the CI line's cells of one (data set, model), and its reference."""
     cells = {str(cell.explainer): cell for cell in row.itertuples()}
@@ -169,6 +172,8 @@ def _row_cells(
         if reference is not None and label != reference:
             against = _verdict(verdicts, key, metric, label, reference)
             text += {VERDICT_BETTER: BETTER_MARK, VERDICT_WORSE: WORSE_MARK}.get(against or "", "")
+            if {(*key, label, reference, metric), (*key, reference, label, metric)} & unstable:
+                text += TEMPERATURE_MARK
         mean_line.append(text)
         cell = cells[label]
         low, high = float(cell.ci_low), float(cell.ci_high)
@@ -180,7 +185,12 @@ def _row_cells(
 
 
 def _caption(
-    metric: str, part: pd.DataFrame, also_ranks: Sequence[str], *, referenced: bool
+    metric: str,
+    part: pd.DataFrame,
+    also_ranks: Sequence[str],
+    *,
+    referenced: bool,
+    tempered: bool = False,
 ) -> tuple[str, str]:
     """The short (list of tables) and the full caption of one metric's table."""
     statistic = get_statistic(metric)
@@ -203,6 +213,11 @@ def _caption(
         "pairs of explainers $\\times$ ranked metrics of each data set $\\times$ model row, "
         f"family-wise $\\alpha = {FAMILYWISE_ALPHA}$.",
     ]
+    if tempered:
+        sentences.append(
+            f"{TEMPERATURE_MARK}: that verdict changes when the map is min-max scaled and raised "
+            "to 1/2 or 2 (the report's trust section)."
+        )
     if also_ranks:
         ranked = ", ".join(escape_latex(other) for other in also_ranks)
         sentences.append(f"The report ranks {ranked} on this statistic.")
@@ -223,6 +238,7 @@ def _metric_table(
     metric: str,
     verdicts: Mapping[tuple[str, ...], str],
     also_ranks: Sequence[str],
+    unstable: Set[tuple[str, str, str, str, str]] = frozenset(),
 ) -> list[str]:
     """One metric's ``table`` environment."""
     explainers = [str(label) for label in dict.fromkeys(part["explainer"].astype(str))]
@@ -230,7 +246,7 @@ def _metric_table(
     groups = part.groupby([part["dataset"].astype(str), part["model"].astype(str)], sort=False)
     for position, ((dataset, model), row) in enumerate(groups):
         mean_line, ci_line, reference = _row_cells(
-            row, (dataset, model), metric, explainers, verdicts
+            row, (dataset, model), metric, explainers, verdicts, unstable
         )
         references.add(reference)
         counts = [int(n) for n in row["n"] if not pd.isna(n)]
@@ -246,7 +262,10 @@ def _metric_table(
         for label in explainers
     ]
     references.discard(None)
-    short, caption = _caption(metric, part, also_ranks, referenced=bool(references))
+    tempered = any(entry[4] == metric for entry in unstable)
+    short, caption = _caption(
+        metric, part, also_ranks, referenced=bool(references), tempered=tempered
+    )
     return [
         "\\begin{table}[htbp]",
         "\\centering",
@@ -263,7 +282,12 @@ def _metric_table(
     ]
 
 
-def report_latex(table: pd.DataFrame, pairs: pd.DataFrame, metrics: Sequence[str]) -> str:
+def report_latex(
+    table: pd.DataFrame,
+    pairs: pd.DataFrame,
+    metrics: Sequence[str],
+    unstable: Set[tuple[str, str, str, str, str]] = frozenset(),
+) -> str:
     r"""The report's cross tables as a LaTeX fragment to ``\input`` (needs ``booktabs``).
 
     One booktabs ``table`` per ranked per-item statistic of ``metrics`` (the distinct values of
@@ -285,6 +309,9 @@ def report_latex(table: pd.DataFrame, pairs: pd.DataFrame, metrics: Sequence[str
         pairs: the report's all-pairs comparisons (``report_pairs.csv``), verdicts read as
             ``explainer`` vs ``reference``.
         metrics: the registered metric names the runs computed.
+        unstable: ``(data set, model, explainer, reference, statistic)`` of the verdicts that
+            change with the map's temperature (the trust section): their mark is followed by
+            :data:`TEMPERATURE_MARK`.
 
     Returns:
         The fragment (a comment line when there is no table).
@@ -297,7 +324,7 @@ def report_latex(table: pd.DataFrame, pairs: pd.DataFrame, metrics: Sequence[str
         if not len(part):
             continue
         also = [name for name, paired in ranked.items() if paired == metric and name != metric]
-        lines += ["", *_metric_table(part, metric, verdicts, also)]
+        lines += ["", *_metric_table(part, metric, verdicts, also, unstable)]
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,7 @@ metric registry. Nothing here computes a statistic (:mod:`sidu_bench.tables.stat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 
 import numpy as np
 import pandas as pd
@@ -76,8 +76,10 @@ def summary_markdown(
     *,
     weak: Mapping[str, tuple[int, int]] | None = None,
     metrics: Sequence[str] | None = None,
+    trust: str = "",
+    unstable: Set[tuple[str, str, str]] = frozenset(),
 ) -> str:
-    """A run's ``summary.md``: header, the metric table with 95 % CIs, paired comparisons.
+    """A run's ``summary.md``: header, metric table with 95 % CIs, comparisons, trust section.
 
     Args:
         summary: :func:`~sidu_bench.tables.statistics.summarise` of the run.
@@ -88,6 +90,10 @@ def summary_markdown(
             (:func:`~sidu_bench.tables.statistics.weak_per_class`): marked ‡, and the per-item
             statistic that ranks each (the pointing game's hit rate) leads as the headline.
         metrics: the metrics the run computed, whose statistics are the columns (default: all).
+        trust: the section "Can these rankings be trusted?"
+            (:func:`~sidu_bench.tables.trust.trust_markdown`), appended as it is.
+        unstable: ``(explainer, reference, statistic)`` of the verdicts that change with the
+            map's temperature (:func:`~sidu_bench.tables.trust.unstable_verdicts`): marked §.
 
     Returns:
         The Markdown text.
@@ -137,11 +143,15 @@ def summary_markdown(
     if notes:
         lines += ["", *notes]
     if comparisons is not None and len(comparisons):
-        lines += _comparison_section(comparisons)
+        lines += _comparison_section(comparisons, unstable)
+    if trust:
+        lines += ["", trust.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
-def _comparison_section(comparisons: pd.DataFrame) -> list[str]:
+def _comparison_section(
+    comparisons: pd.DataFrame, unstable: Set[tuple[str, str, str]]
+) -> list[str]:
     lines = [
         "",
         "## Paired comparison with the reference explainer",
@@ -156,10 +166,17 @@ def _comparison_section(comparisons: pd.DataFrame) -> list[str]:
     for row in comparisons.itertuples():
         cell = format_cell(row.diff, row.diff_ci_low, row.diff_ci_high, 1, "{:+.3f}".format)
         cell = cell.replace(" (n=1)", "")
+        mark = " §" if (row.explainer, row.reference, row.metric) in unstable else ""
         lines.append(
             f"| {row.explainer} | {row.metric} | {cell} | {row.n} | {row.n_nonzero} | "
-            f"{format_p(row.p)} | {format_p(row.p_holm)} | {row.verdict} |"
+            f"{format_p(row.p)} | {format_p(row.p_holm)} | {row.verdict}{mark} |"
         )
+    if unstable:
+        lines += [
+            "",
+            "§ the verdict changes when the map's temperature changes (see \"Can these rankings "
+            'be trusted?", Temperature).',
+        ]
     return lines
 
 
@@ -199,8 +216,10 @@ def report_markdown(
     weak: Mapping[tuple[str, str], Mapping[str, tuple[int, int]]],
     pairs_file: str,
     metrics: Sequence[str] | None = None,
+    trust: Sequence[str] = (),
+    unstable: Set[tuple[str, str, str, str, str]] = frozenset(),
 ) -> str:
-    """``report.md``: header (protocol, versions, runs), the cross tables and the rankings.
+    """``report.md``: header (protocol, versions, runs), cross tables, rankings, trust section.
 
     Args:
         runs: one mapping per run folder with ``path``, ``dataset``, ``model``, ``version``,
@@ -212,6 +231,10 @@ def report_markdown(
         weak: per (data set, model), the per-class statistics that are marked ‡, with counts.
         pairs_file: the name of the pairs file, for the prose.
         metrics: the metrics any of the runs computed (default: all registered).
+        trust: the trust section of each (data set, model), in table order
+            (:func:`~sidu_bench.tables.trust.trust_markdown`).
+        unstable: ``(data set, model, explainer, reference, statistic)`` of the verdicts that
+            change with the map's temperature: their rankings are marked §.
     """
     lines = ["# sidu-bench report", ""]
     if mismatches:
@@ -244,9 +267,19 @@ def report_markdown(
         marked |= small
     if marked:
         lines += ["", SMALL_N_NOTE]
-    lines += _ranking_section(table, pairs, pairs_file, metrics)
+    lines += _ranking_section(table, pairs, pairs_file, metrics, unstable)
     lines += ["", f"Ranking rule: {ranking_rule(pairs_file, metrics)}"]
-    return "\n".join(lines) + "\n"
+    if trust:
+        lines += [
+            "",
+            "## Can these rankings be trusted?",
+            "",
+            "Per data set × model, from the records (numbers in `report_agreement.csv`, the "
+            "metrics' Spearman matrices in `agreement.png`); the temperature check tests the "
+            "report's all-pairs family.",
+        ]
+        lines += ["", *(section.rstrip("\n") + "\n" for section in trust)]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _flatten(protocol: Mapping[str, object], prefix: str = "") -> list[str]:
@@ -302,7 +335,11 @@ def _metric_section(
 
 
 def _ranking_section(
-    table: pd.DataFrame, pairs: pd.DataFrame, pairs_file: str, metrics: Sequence[str] | None
+    table: pd.DataFrame,
+    pairs: pd.DataFrame,
+    pairs_file: str,
+    metrics: Sequence[str] | None,
+    unstable: Set[tuple[str, str, str, str, str]],
 ) -> list[str]:
     families = [
         f"{dataset} × {model}: m = {family_size(part)}"
@@ -319,5 +356,12 @@ def _ranking_section(
             part = row[row["metric"] == metric]
             order = " · ".join(f"{cell.rank}. {cell.explainer}" for cell in part.itertuples())
             name = metric if paired == metric else f"{metric} (on {paired})"
-            lines.append(f"| {dataset} | {model} | {name} | {order} |")
+            moved = any(key[:2] == (dataset, model) and key[4] == paired for key in unstable)
+            lines.append(f"| {dataset} | {model} | {name} | {order}{' §' if moved else ''} |")
+    if unstable:
+        lines += [
+            "",
+            "§ at least one verdict this ranking rests on changes when the map's temperature "
+            'changes (see "Can these rankings be trusted?").',
+        ]
     return lines

@@ -218,16 +218,17 @@ def compare_pair(
         records: the records of (at least) both explainers.
         explainer: the compared explainer's label.
         reference: the reference explainer's label.
-        metric: the name of one of :func:`compared_statistics`.
+        metric: the name of a per-item statistic: one of :func:`compared_statistics`, or a
+            variant of one (:attr:`~sidu_bench.metrics.Statistic.variant_of`).
         seed: the run's seed.
 
     Returns:
         The :data:`PAIR_COLUMNS` up to ``p`` (NaN when ``n`` is 0).
     """
     statistic = get_statistic(metric)
-    if not statistic.compared:
-        names = ", ".join(s.name for s in compared_statistics())
-        raise ValueError(f"metric must be one of {names}, got {metric!r}")
+    if statistic.per_class:
+        names = ", ".join(s.name for s in summary_statistics() if not s.per_class)
+        raise ValueError(f"metric must be a per-item statistic ({names}), got {metric!r}")
     scored = _scored(records, statistic).set_index("id")
     base = scored[scored["explainer"] == reference]
     other = scored[scored["explainer"] == explainer]
@@ -306,7 +307,16 @@ def compare_pairs(
         for explainer, reference in pairs
         for metric in statistics
     ]
-    table = pd.DataFrame(rows, columns=list(PAIR_COLUMNS[:-2]))
+    return holm_verdicts(pd.DataFrame(rows, columns=list(PAIR_COLUMNS[:-2])))
+
+
+def holm_verdicts(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """``comparisons`` (the :data:`PAIR_COLUMNS` up to ``p``) as one Holm family, with verdicts.
+
+    Adds ``p_holm`` (Holm over every comparison with ``n > 0``; NaN where ``n = 0``) and
+    ``verdict`` (:func:`sidu_bench.stats.verdict` with ``m`` = the tested comparisons).
+    """
+    table = comparisons[list(PAIR_COLUMNS[:-2])].reset_index(drop=True)
     m = max(family_size(table), 1)
     table["p_holm"] = holm(table["p"].to_numpy(dtype=float))
     table["verdict"] = pd.Series(

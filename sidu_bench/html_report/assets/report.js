@@ -172,12 +172,94 @@ function renderVerdicts() {
         const title = `${explainer} − ${reference}, ${metric}: ${fmt(diff, 4)} ` +
           `[${fmt(low, 4)}, ${fmt(high, 4)}], n=${pair.n}; p = ${fmtP(pair.p)}; ` +
           `Holm p = ${fmtP(pair.p_holm)} (all pairs of ${dataset} × ${model})`;
-        tr.append(el("td", { class: `text ${style}`, title, "data-verdict": verdict,
-          "data-p-holm": pair.p_holm === null ? "" : String(pair.p_holm), text }));
+        const moved = unstableVerdict(dataset, model, explainer, reference, metric);
+        tr.append(el("td", { class: `text ${style}`, "data-verdict": verdict,
+          title: title + (moved ? "; changes with the map's temperature (§)" : ""),
+          "data-p-holm": pair.p_holm === null ? "" : String(pair.p_holm),
+          text: text + (moved ? " §" : "") }));
       }
       body.append(tr);
     }
     root.append(table);
+  }
+}
+
+// ---- trust ----------------------------------------------------------------------------------
+
+function trustOf(dataset, model, statistic) {
+  return DATA.trust.filter((row) => row.dataset === dataset && row.model === model &&
+    row.statistic === statistic);
+}
+
+function simpleTable(className, header, rows) {
+  const table = el("table", { class: className });
+  table.createTHead().append(el("tr", {}, ...header.map((name, i) =>
+    el("th", { class: i === 0 ? "text" : null, text: name }))));
+  const body = table.createTBody();
+  for (const cells of rows) {
+    body.append(el("tr", {}, ...cells.map((cell, i) => (cell instanceof Node ? cell
+      : el("td", { class: i === 0 ? "text" : null, text: cell })))));
+  }
+  return table;
+}
+
+function unstableVerdict(dataset, model, explainer, reference, metric) {
+  return trustOf(dataset, model, "temperature_kept").some((row) => row.metric === metric &&
+    row.value === 0 && (row.other === `${explainer} vs ${reference}` ||
+      row.other === `${reference} vs ${explainer}`));
+}
+
+function renderTrust() {
+  const root = document.getElementById("trust-sections");
+  if (!DATA.trust.length) {
+    root.append(el("p", { class: "missing", text: "no trust section (no run folder to read)" }));
+    return;
+  }
+  for (const [dataset, model] of ROWS) {
+    root.append(el("h3", { text: `${dataset} × ${model}` }));
+    const w = trustOf(dataset, model, "kendall_w")[0];
+    const p = trustOf(dataset, model, "kendall_w_p")[0];
+    if (w) {
+      root.append(el("p", { class: "kendall", "data-w": String(w.value), text:
+        `Kendall's W = ${fmt(w.value)} (permutation p = ${fmtP(p.value)}) over the metrics ` +
+        `${w.metric.split("+").join(", ")} ranking ${w.other.split("+").join(", ")}.` }));
+    }
+    const spearman = trustOf(dataset, model, "spearman");
+    if (spearman.length) {
+      const names = [...new Set(spearman.flatMap((row) => [row.metric, row.other]))];
+      const value = (a, b) => (a === b ? 1 : (spearman.find((row) =>
+        (row.metric === a && row.other === b) || (row.metric === b && row.other === a)) || {}).value);
+      root.append(simpleTable("spearman", ["Spearman", ...names], names.map((a) => [a,
+        ...names.map((b) => {
+          const v = value(a, b);
+          const shade = v === null || v === undefined ? "#fff"
+            : v >= 0 ? `rgba(33,102,172,${0.6 * v})` : `rgba(178,24,43,${-0.6 * v})`;
+          return el("td", { style: `background:${shade}`, text: fmt(v, 2) });
+        })])));
+    }
+    const halves = trustOf(dataset, model, "split_half_rho");
+    if (halves.length) {
+      const brown = trustOf(dataset, model, "split_half_spearman_brown");
+      root.append(simpleTable("split-half", ["metric", "items", "mean rho", "Spearman-Brown",
+        "spread over splits"], halves.map((row) => [row.metric, String(row.n), fmt(row.value),
+        fmt((brown.find((b) => b.metric === row.metric) || {}).value),
+        `${fmt(row.low)} to ${fmt(row.high)}`])));
+    }
+    const kept = trustOf(dataset, model, "temperature_kept");
+    if (kept.length) {
+      const variants = trustOf(dataset, model, "temperature");
+      const names = [...new Set(variants.map((row) => row.metric))];
+      root.append(simpleTable("temperature", ["pair", "verdict", ...names, "kept"],
+        kept.map((row) => [row.other, row.verdict, ...names.map((name) =>
+          (variants.find((v) => v.metric === name && v.other === row.other) || {}).verdict || "–"),
+        row.value === 1 ? "yes" : "no §"])));
+    }
+    const sanity = trustOf(dataset, model, "sanity");
+    if (sanity.length) {
+      root.append(simpleTable("sanity", ["explainer", "check vs center", "difference", "verdict"],
+        sanity.map((row) => [row.other, row.metric, `${fmt(row.value)} [${fmt(row.low)}, ` +
+          `${fmt(row.high)}]`, row.verdict])));
+    }
   }
 }
 
@@ -436,6 +518,7 @@ function main() {
   renderRuns();
   renderCrossTables();
   renderVerdicts();
+  renderTrust();
   renderFigure();
   setupControls();
   renderItems();
