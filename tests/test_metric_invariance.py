@@ -66,8 +66,8 @@ def record_values(name, maps, region, transform, seed):
 
 
 def test_every_built_in_metric_is_checked():
-    assert set(BUILT_IN) == set(list_metrics()) & set(BUILT_IN)
-    assert set(BUILT_IN) <= set(list_metrics())
+    # a metric added to the package without a checked declaration fails here
+    assert set(list_metrics()) == set(BUILT_IN)
 
 
 @pytest.mark.parametrize("name", BUILT_IN)

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sidu_bench.html_report.payload import (
@@ -42,7 +43,10 @@ def _asset(name: str) -> str:
 
 
 def _write_strips(
-    folder: Path, run_index: int, arrays, explainers: Sequence[str]
+    folder: Path,
+    run_index: int,
+    arrays: Mapping[str, Mapping[str, np.ndarray]],
+    explainers: Sequence[str],
 ) -> dict[str, str]:
     """Write the strip of every item that has pictures; return their page-relative paths."""
     paths = {}
