@@ -9,11 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sidu_bench.stats import VERDICT_BETTER, VERDICT_WORSE, holm
+from sidu_bench.html_report.payload import trust_rows
+from sidu_bench.stats import (
+    VERDICT_BETTER,
+    VERDICT_NA,
+    VERDICT_NONE,
+    VERDICT_TOO_SMALL,
+    VERDICT_WORSE,
+    holm,
+)
 from sidu_bench.tables.markdown import summary_markdown
 from sidu_bench.tables.statistics import compare_pairs, reference_pairs, summarise
 from sidu_bench.tables.trust import (
     TRUST_COLUMNS,
+    sanity_outcome,
     sanity_rows,
     trust_markdown,
     trust_table,
@@ -117,7 +126,8 @@ def test_the_section_and_the_summary_mark_changed_verdicts():
     assert "| no § |" in section
     assert "1 of 2 verdicts change with the temperature." in section
     assert "| sidu | emprt |" in section
-    assert "(fails)" in section
+    assert "| worse than reference (fails) |" in section
+    assert "| better than reference (passes) |" in section
     summary = summarise(frame, EXPLAINERS, seed=0, metrics=METRICS)
     markdown = summary_markdown(
         summary,
@@ -203,3 +213,29 @@ def test_a_protocol_2_run_gets_the_section_without_temperature():
     assert "Kendall's W = " in summary
     assert "Temperature:" not in summary
     assert "energy_pointing_game, which compares how sharp maps are" in summary
+
+
+def test_every_sanity_verdict_says_whether_the_explainer_passes():
+    assert sanity_outcome(VERDICT_BETTER) == "passes"
+    assert sanity_outcome(VERDICT_WORSE) == "fails"
+    assert sanity_outcome(VERDICT_NONE) == "does not pass"
+    # a map that ignores the weights as the center's does: every difference is 0
+    assert sanity_outcome(VERDICT_TOO_SMALL) == "does not pass"
+    assert sanity_outcome(VERDICT_NA) == "undefined on every item"
+
+
+def test_a_constant_randomised_map_is_named_in_the_sanity_table_and_on_the_page():
+    frame = records()
+    frame.loc[frame["explainer"] == "sidu", "mprt_last"] = np.nan  # constant on every item
+    frame.loc[frame["explainer"] == "gradcam", "mprt_last"] = 1.0  # as the center: no change
+    table = trust_table(frame, EXPLAINERS, METRICS, seed=0, comparisons=None)
+    section = trust_markdown(table, METRICS, heading="## Trust")
+    assert "| sidu | mprt_last | – | 0 | n/a (undefined on every item) |" in section
+    unchanged = (
+        f"| gradcam | mprt_last | +0.000 [+0.000, +0.000] | {N} | n too small (does not pass) |"
+    )
+    assert unchanged in section
+    shown = [row for row in trust_rows({("d", "m"): table}) if row["statistic"] == "sanity"]
+    assert [row["outcome"] for row in shown] == [sanity_outcome(row["verdict"]) for row in shown]
+    assert {row["outcome"] for row in shown} >= {"passes", "fails", "undefined on every item"}
+    assert all("outcome" not in row for row in trust_rows({("d", "m"): table}) if row not in shown)

@@ -21,6 +21,7 @@ from sidu_bench.tables.statistics import (
     compared_statistics,
     reference_explainer,
 )
+from sidu_bench.tables.trust import sanity_outcome
 
 CURVE_POINTS = 33
 """Points kept of a longer curve for the page's plots (its first and last included)."""
@@ -171,7 +172,10 @@ def run_payload(
 
 
 def trust_rows(trust: Mapping[tuple[str, str], pd.DataFrame]) -> list[dict[str, object]]:
-    """The trust section's rows of every (data set, model) (``report_agreement.csv``'s)."""
+    """The trust section's rows of every (data set, model) (``report_agreement.csv``'s).
+
+    A sanity row also carries its ``outcome`` (:func:`~sidu_bench.tables.trust.sanity_outcome`).
+    """
     rows = []
     for (dataset, model), frame in trust.items():
         for _, row in frame.iterrows():
@@ -179,5 +183,7 @@ def trust_rows(trust: Mapping[tuple[str, str], pd.DataFrame]) -> list[dict[str, 
             for column in frame.columns:
                 text = column in ("statistic", "metric", "other", "verdict")
                 entry[column] = str(row[column]) if text else number(row[column])
+            if row["statistic"] == "sanity":
+                entry["outcome"] = sanity_outcome(str(row["verdict"]))
             rows.append(entry)
     return rows

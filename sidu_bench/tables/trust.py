@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from sidu_bench.metrics import registered_metrics, summary_statistics
-from sidu_bench.stats import VERDICT_BETTER, VERDICT_WORSE
+from sidu_bench.stats import VERDICT_BETTER, VERDICT_NA, VERDICT_WORSE
 from sidu_bench.tables.agreement import AGREEMENT_COLUMNS, agreement_markdown, agreement_table
 from sidu_bench.tables.statistics import (
     compare_pair,
@@ -119,6 +119,28 @@ def temperature_rows(
                 )
             )
     return rows
+
+
+def sanity_outcome(verdict: str) -> str:
+    """What a sanity row's verdict against the center means for the explainer.
+
+    ``"passes"`` (significantly better than the center), ``"fails"`` (significantly worse),
+    ``"undefined on every item"`` (``n/a``: the check is undefined wherever it was scored, e.g.
+    MPRT on maps that are constant) or ``"does not pass"`` (no significant difference, or too few
+    items that differ from the center, as for a map that ignores the weights just as the
+    center's does).
+
+    Example:
+        >>> sanity_outcome("better than reference"), sanity_outcome("n too small")
+        ('passes', 'does not pass')
+    """
+    if verdict == VERDICT_BETTER:
+        return "passes"
+    if verdict == VERDICT_WORSE:
+        return "fails"
+    if verdict == VERDICT_NA:
+        return "undefined on every item"
+    return "does not pass"
 
 
 def sanity_rows(
@@ -263,12 +285,18 @@ def trust_markdown(table: pd.DataFrame, metrics: Sequence[str], *, heading: str)
                 if np.isnan(row.value)
                 else f"{row.value:+.3f} [{row.low:+.3f}, {row.high:+.3f}]"
             )
-            passed = " (passes)" if row.verdict == VERDICT_BETTER else ""
-            passed = " (fails)" if row.verdict == VERDICT_WORSE else passed
             lines.append(
-                f"| {row.other} | {row.metric} | {difference} | {row.n} | {row.verdict}{passed} |"
+                f"| {row.other} | {row.metric} | {difference} | {row.n} | {row.verdict} "
+                f"({sanity_outcome(row.verdict)}) |"
             )
-        lines.append("")
+        lines += [
+            "",
+            "n counts the items on which a check is defined: the MPRT correlation is undefined "
+            "where a map is constant (the records' `mprt_undefined` counts those steps); n = 0 on "
+            "`mprt_last` means the explainer's map of the fully randomised model was constant on "
+            "every item.",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -256,9 +256,10 @@ function renderTrust() {
     }
     const sanity = trustOf(dataset, model, "sanity");
     if (sanity.length) {
-      root.append(simpleTable("sanity", ["explainer", "check vs center", "difference", "verdict"],
+      root.append(simpleTable("sanity",
+        ["explainer", "check vs center", "difference", "n", "verdict", "outcome"],
         sanity.map((row) => [row.other, row.metric, `${fmt(row.value)} [${fmt(row.low)}, ` +
-          `${fmt(row.high)}]`, row.verdict])));
+          `${fmt(row.high)}]`, String(row.n), row.verdict, row.outcome])));
     }
   }
 }
