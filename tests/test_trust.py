@@ -235,6 +235,11 @@ def test_a_constant_randomised_map_is_named_in_the_sanity_table_and_on_the_page(
         f"| gradcam | mprt_last | +0.000 [+0.000, +0.000] | {N} | n too small (does not pass) |"
     )
     assert unchanged in section
+    assert "n = 0 on `mprt_last` means" in section
+    without_mprt = trust_table(frame, EXPLAINERS, ["region_auc", "emprt"], seed=0, comparisons=None)
+    only_emprt = trust_markdown(without_mprt, ["region_auc", "emprt"], heading="## Trust")
+    assert "| sidu | emprt |" in only_emprt
+    assert "MPRT correlation is undefined" not in only_emprt
     shown = [row for row in trust_rows({("d", "m"): table}) if row["statistic"] == "sanity"]
     assert [row["outcome"] for row in shown] == [sanity_outcome(row["verdict"]) for row in shown]
     assert {row["outcome"] for row in shown} >= {"passes", "fails", "undefined on every item"}

@@ -289,14 +289,15 @@ def trust_markdown(table: pd.DataFrame, metrics: Sequence[str], *, heading: str)
                 f"| {row.other} | {row.metric} | {difference} | {row.n} | {row.verdict} "
                 f"({sanity_outcome(row.verdict)}) |"
             )
-        lines += [
-            "",
-            "n counts the items on which a check is defined: the MPRT correlation is undefined "
-            "where a map is constant (the records' `mprt_undefined` counts those steps); n = 0 on "
-            "`mprt_last` means the explainer's map of the fully randomised model was constant on "
-            "every item.",
-            "",
-        ]
+        lines.append("")
+        if sanity["metric"].str.startswith("mprt").any():
+            lines += [
+                "n counts the items on which a check is defined: the MPRT correlation is undefined "
+                "where a map is constant (the records' `mprt_undefined` counts those steps); n = 0 "
+                "on `mprt_last` means the explainer's map of the fully randomised model was "
+                "constant on every item.",
+                "",
+            ]
     return "\n".join(lines)
 
 
