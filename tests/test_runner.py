@@ -176,6 +176,27 @@ def assert_same_records(first, second):
     assert first["predicted"].equals(second["predicted"])
 
 
+@pytest.mark.parametrize("keep_items", [True, False], ids=["items", "committed-files-only"])
+def test_a_resume_with_nothing_left_leaves_the_folder_as_it_was(
+    tmp_path, monkeypatch, finished_run, keep_items
+):
+    """A finished folder resumed in a later session keeps its config (commit, machine) as is."""
+    run_dir = tmp_path / RUN_NAME
+    shutil.copytree(finished_run, run_dir)
+    if not keep_items:
+        shutil.rmtree(run_dir / "items")
+    before = {name: (run_dir / name).read_bytes() for name in ("config.json", "summary.md")}
+    first_session = json.loads(before["config.json"])["environment"]
+    later = {**first_session, "git_commit": "later-commit"}
+    monkeypatch.setattr(config_module, "environment", lambda device: later)
+    calls = interrupt_at_the_fourth_item(monkeypatch)
+    assert evaluate(tmp_path) == 0
+    assert calls == []
+    for name, content in before.items():
+        assert (run_dir / name).read_bytes() == content, f"{name} was rewritten"
+    assert_same_records(read_records(run_dir), read_records(finished_run))
+
+
 def test_resume_refuses_a_different_protocol(finished_run, tmp_path, capsys):
     out = tmp_path / "copy"
     shutil.copytree(finished_run, out / RUN_NAME)

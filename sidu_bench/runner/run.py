@@ -46,6 +46,7 @@ from sidu_bench.models import ModelSpec, get_model
 from sidu_bench.runner import distributed
 from sidu_bench.runner.config import (
     DESCRIPTIVE_FIELDS,
+    EARLIER_ENVIRONMENTS,
     RunConfig,
     differing_fields,
     with_earlier_environments,
@@ -357,7 +358,7 @@ def prepare_run(run: BuiltRun, *, fresh: bool = False) -> PreparedRun:
     }
     requested = {**config.to_json(), **provenance}
     requested["environment"] = {**requested["environment"], **setup}
-    prepare_folder(folder, requested, fresh=fresh)
+    stored_config = check_folder(folder, requested, fresh=fresh)
     context = ItemContext(
         model=run.model,
         device=run.device,
@@ -371,21 +372,30 @@ def prepare_run(run: BuiltRun, *, fresh: bool = False) -> PreparedRun:
     )
     order = run.dataset.order(limit=config.limit, seed=config.seed)
     rank, world = distributed.rank_and_world()
+    stored = StoredItems(folder)
+    item_ids = run.dataset.item_ids
+    if rank == 0:
+        work_left = any(missing_labels(stored.get(item_ids[i]), config) for i in order)
+        write_folder_config(folder, stored_config, requested, work_left=work_left)
+    distributed.barrier()
     _log_header(config, run.dataset, setup, len(order), world)
     mine = list(zip(range(rank, len(order), world), order[rank::world], strict=True))
-    stored = StoredItems(folder)
     finished = {}
     for _, index in mine:
-        result = stored.get(run.dataset.item_ids[index])
+        result = stored.get(item_ids[index])
         if result is not None:
             finished[result.item_id] = result
-    item_ids = run.dataset.item_ids
     pending = [(p, i) for p, i in mine if missing_labels(finished.get(item_ids[i]), config)]
     return PreparedRun(context, order, rank, world, finished, pending, len(mine))
 
 
-def prepare_folder(folder: RunFolder, requested: dict[str, object], *, fresh: bool) -> None:
-    """Check a resumed folder's configuration against ``requested``; write it (rank 0).
+def check_folder(
+    folder: RunFolder, requested: dict[str, object], *, fresh: bool
+) -> dict[str, object] | None:
+    """Empty the folder (``fresh``, rank 0) or check its stored configuration against ``requested``.
+
+    Returns:
+        The stored configuration (``None`` for a new or emptied folder).
 
     Raises:
         ParameterError: the stored configuration differs in a field that changes numbers.
@@ -402,11 +412,36 @@ def prepare_folder(folder: RunFolder, requested: dict[str, object], *, fresh: bo
                 f"{folder} holds a run with a different configuration ({', '.join(fields)}); "
                 "use another `out`, the same options, or `fresh` to start over"
             )
-        requested = with_earlier_environments(stored, requested)
     distributed.barrier()
-    if rank == 0:
+    return stored
+
+
+def write_folder_config(
+    folder: RunFolder,
+    stored: dict[str, object] | None,
+    requested: dict[str, object],
+    *,
+    work_left: bool,
+) -> None:
+    """Write ``config.json`` when this session adds to the run, else leave the folder as it is.
+
+    A session adds to the run when the folder has no configuration, when the requested one
+    differs beyond the environment (a larger ``limit``, more explainers) or when some item of
+    the whole order still lacks an explainer (``work_left``); it is then recorded as the run's
+    environment, the stored one kept under ``earlier_environments``. A resume with nothing
+    left (the summary and figures are still rebuilt) must not make a finished folder claim this
+    session's commit and machine.
+    """
+    if stored is None:
         folder.write_config(requested)
-    distributed.barrier()
+        return
+    merged = with_earlier_environments(stored, requested)
+    environment = {"environment", EARLIER_ENVIRONMENTS}
+    same_run = all(
+        stored.get(key) == merged.get(key) for key in (set(stored) | set(merged)) - environment
+    )
+    if work_left or not same_run:
+        folder.write_config(merged)
 
 
 class StoredItems:
