@@ -224,12 +224,15 @@ class ReportTables:
             scored item.
         trust: per (data set, model), the trust section's table
             (:func:`~sidu_bench.tables.trust.trust_table` over the row's all-pairs family).
+        metrics: per (data set, model), the metrics its runs computed (a cell whose runs did
+            not compute a metric has no rows, pairs or sanity checks for it).
     """
 
     table: pd.DataFrame
     pairs: pd.DataFrame
     weak: dict[tuple[str, str], dict[str, tuple[int, int]]]
     trust: dict[tuple[str, str], pd.DataFrame]
+    metrics: dict[tuple[str, str], list[str]]
 
     def agreement(self) -> pd.DataFrame:
         """``report_agreement.csv``: ``dataset``, ``model``, then :data:`TRUST_COLUMNS`."""
@@ -244,9 +247,9 @@ class ReportTables:
 
 def report_table(runs: Sequence[ReportRun], *, mixed: bool) -> ReportTables:
     """The long-format report, its pairs, the per-class means marked ‡, and the trust tables."""
-    rows, pair_frames, weak, trust = [], [], {}, {}
-    metrics = computed_metrics(runs)
+    rows, pair_frames, weak, trust, computed = [], [], {}, {}, {}
     for (dataset, model), group in _group(runs).items():
+        metrics = computed[(dataset, model)] = computed_metrics(group)
         records = pd.concat([run.records for run in group], ignore_index=True)
         summary = pd.concat([run.summary for run in group])
         explainers = [str(label) for label in summary.index]
@@ -270,15 +273,19 @@ def report_table(runs: Sequence[ReportRun], *, mixed: bool) -> ReportTables:
     pairs = (
         pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     )
-    return ReportTables(table, pairs, weak, trust)
+    return ReportTables(table, pairs, weak, trust, computed)
 
 
 def figure_png(table: pd.DataFrame) -> bytes | None:
     """Insertion AUC against seconds per image (log x), one subplot per data set, as PNG.
 
     Colour is the explainer, marker the model; one legend of each sits beside the plots, so no
-    point is hidden under it. ``None`` when matplotlib is missing (a warning is logged).
+    point is hidden under it. ``None`` when matplotlib is missing (a warning is logged) or no
+    run computed insertion AUC (logged).
     """
+    if not (table["metric"] == "insertion_auc").any():
+        log.info("no run computed insertion_deletion: faithfulness_vs_cost.png is not drawn")
+        return None
     plt = pyplot_or_none("figure")
     if plt is None:
         return None
@@ -411,8 +418,8 @@ def build_report(
         for verdict in unstable_verdicts(frame)
     }
     trust = [
-        trust_markdown(frame, metrics, heading=f"### {dataset} × {model}")
-        for (dataset, model), frame in tables.trust.items()
+        trust_markdown(frame, tables.metrics[key], heading=f"### {key[0]} × {key[1]}")
+        for key, frame in tables.trust.items()
     ]
     markdown = report_markdown(
         runs=[run.description() for run in runs],

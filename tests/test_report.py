@@ -290,6 +290,39 @@ def test_runs_that_differ_only_in_metrics_share_a_table_on_their_common_metrics(
         build_report([first, changed], out=tmp_path / "out2")
 
 
+def test_a_cell_shows_only_the_metrics_its_runs_computed(tmp_path):
+    """A metric one (data set, model) cell computed is absent, not "undefined", from another."""
+    common = [*SMALL, "--explainers", "sidu,center"]
+    sanity = ["--metrics", "pointing_game,emprt", "--out", str(tmp_path / "a")]
+    assert main(["evaluate", *common, *sanity]) == 0
+    plain = ["--metrics", "pointing_game", "--out", str(tmp_path / "b")]
+    assert main(["evaluate", *common, *plain]) == 0
+
+    def rename_model(config):
+        config["model"] = "other_cnn"
+
+    other = copy_run(tmp_path / "b" / RUN_NAME, tmp_path / "c" / RUN_NAME, rename_model)
+    build_report([tmp_path / "a" / RUN_NAME, other], out=tmp_path / "out")
+    assert not (tmp_path / "out" / "faithfulness_vs_cost.png").exists(), "no insertion AUC"
+    table = read_report(tmp_path / "out")
+    assert set(table[table["model"] == "other_cnn"]["metric"]) == {
+        "pointing_game_hit_rate",
+        "pointing_game",
+        "pointing_game_center_miss",
+        "seconds_per_image",
+    }
+    assert (table[table["model"] == "synthetic_cnn"]["metric"] == "emprt").sum() == 2
+    pairs = pd.read_csv(tmp_path / "out" / "report_pairs.csv")
+    assert "emprt" not in set(pairs[pairs["model"] == "other_cnn"]["metric"])
+    agreement = pd.read_csv(tmp_path / "out" / "report_agreement.csv")
+    sanity = agreement[agreement["statistic"] == "sanity"]
+    assert set(sanity["model"]) == {"synthetic_cnn"}
+    text = (tmp_path / "out" / "report.md").read_text()
+    other_section = text[text.index("### synthetic × other_cnn") :]
+    assert "emprt" not in other_section
+    assert "| synthetic | other_cnn | emprt |" not in text
+
+
 def set_tolerance_rule(config):
     config["protocol"]["pointing_game"]["tolerance_rule"] = "another rule"
 
