@@ -30,7 +30,7 @@ import pandas as pd
 
 from sidu_bench.html_report import write_html_report
 from sidu_bench.io import atomic_write_bytes, check_writable_folder, escape_cell
-from sidu_bench.metrics import list_metrics
+from sidu_bench.metrics import list_metrics, registered_metrics
 from sidu_bench.runner.config import RunConfig, check_protocols
 from sidu_bench.runner.figures import png_bytes, pyplot_or_none
 from sidu_bench.runner.folder import RunFolder
@@ -78,6 +78,7 @@ REPORT_COLUMNS = (
     "sidu_bench_version",
     "protocol_version",
     "protocol_id",
+    "metric_protocol_id",
     "mixed_protocols",
 )
 """Columns of ``report.csv`` (long format, one row per cell)."""
@@ -157,6 +158,29 @@ def protocol_id(protocol: dict[str, object]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
+def metric_protocol_id(
+    protocol: dict[str, object], computed: Sequence[str], metric: str | None
+) -> str:
+    """The id of the protocol one metric's numbers were measured under.
+
+    :func:`protocol_id` of the run-wide fields and ``metric``'s own entry, leaving out the
+    entries of the run's other metrics (``computed``): two runs that computed different sets of
+    metrics share it on each metric they share, exactly when the report's protocol check would
+    let them share that metric's table. ``metric`` ``None``: the run-wide fields alone (the
+    seconds per image).
+    """
+    others = set(computed) - {metric}
+    return protocol_id({key: value for key, value in protocol.items() if key not in others})
+
+
+def statistic_owner(statistic: str) -> str | None:
+    """The registered metric a summary statistic belongs to (``None``: seconds per image)."""
+    for metric in registered_metrics():
+        if any(candidate.name == statistic for candidate in metric.statistics):
+            return metric.name
+    return None
+
+
 def _group(runs: Sequence[ReportRun]) -> dict[tuple[str, str], list[ReportRun]]:
     """Runs by (data set, model); an explainer may come from one run of its row only."""
     groups: dict[tuple[str, str], list[ReportRun]] = {}
@@ -207,6 +231,9 @@ def _cells(
                     "sidu_bench_version": run.version,
                     "protocol_version": run.protocol.get("protocol_version"),
                     "protocol_id": protocol_id(run.protocol),
+                    "metric_protocol_id": metric_protocol_id(
+                        run.protocol, run.config.metrics, statistic_owner(metric)
+                    ),
                 }
             )
     return rows

@@ -1,5 +1,6 @@
 """``python -m sidu_bench report``: cross tables of finished run folders (nothing recomputed)."""
 
+import hashlib
 import json
 import logging
 import shutil
@@ -321,6 +322,43 @@ def test_a_cell_shows_only_the_metrics_its_runs_computed(tmp_path):
     other_section = text[text.index("### synthetic × other_cnn") :]
     assert "emprt" not in other_section
     assert "| synthetic | other_cnn | emprt |" not in text
+
+
+def test_runs_with_more_metrics_share_each_common_metrics_protocol_id(tmp_path):
+    """The run ids differ (one run also computed eMPRT); each shared statistic has one id."""
+    common = [*SMALL, "--explainers", "sidu,center"]
+    assert (
+        main(
+            ["evaluate", *common, "--metrics", "pointing_game,emprt", "--out", str(tmp_path / "a")]
+        )
+        == 0
+    )
+    assert (
+        main(["evaluate", *common, "--metrics", "pointing_game", "--out", str(tmp_path / "b")]) == 0
+    )
+
+    def rename_model(config):
+        config["model"] = "other_cnn"
+
+    first = tmp_path / "a" / RUN_NAME
+    other = copy_run(tmp_path / "b" / RUN_NAME, tmp_path / "c" / RUN_NAME, rename_model)
+    build_report([first, other], out=tmp_path / "out", latex=True)
+    table = read_report(tmp_path / "out")
+    assert table["protocol_id"].nunique() == 2
+    hits = table[table["metric"] == "pointing_game_hit_rate"]
+    assert hits["metric_protocol_id"].nunique() == 1
+    protocol = json.loads((first / "config.json").read_text())["protocol"]
+    scoped = {key: value for key, value in protocol.items() if key != "emprt"}
+    canonical = json.dumps(scoped, sort_keys=True, default=str).encode("utf-8")
+    assert hits["metric_protocol_id"].iloc[0] == hashlib.sha256(canonical).hexdigest()[:12]
+    emprt = table[table["metric"] == "emprt"]["metric_protocol_id"].unique()
+    assert len(emprt) == 1
+    assert emprt[0] != hits["metric_protocol_id"].iloc[0]
+    latex = (tmp_path / "out" / "report.tex").read_text()
+    assert f"Protocol id: {hits['metric_protocol_id'].iloc[0]}." in latex
+    assert "Protocol ids:" not in latex
+    header = (tmp_path / "out" / "report.md").read_text().splitlines()[4]
+    assert f"{hits['metric_protocol_id'].iloc[0]} (pointing_game_hit_rate, pointing_game" in header
 
 
 def set_tolerance_rule(config):

@@ -221,8 +221,9 @@ def _caption(
     if also_ranks:
         ranked = ", ".join(escape_latex(other) for other in also_ranks)
         sentences.append(f"The report ranks {ranked} on this statistic.")
-    if "protocol_id" in part.columns:
-        ids = sorted({str(value) for value in part["protocol_id"].dropna()})
+    id_column = next((c for c in ("metric_protocol_id", "protocol_id") if c in part.columns), None)
+    if id_column is not None:
+        ids = sorted({str(value) for value in part[id_column].dropna()})
         mixed = "mixed_protocols" in part.columns and any(
             _is_true(value) for value in part["mixed_protocols"]
         )
@@ -304,8 +305,8 @@ def report_latex(
 
     Args:
         table: the long-format report (``report.csv``: ``dataset``, ``model``, ``explainer``,
-            ``metric``, ``value``, ``ci_low``, ``ci_high``, ``n``, and ``protocol_id`` and
-            ``mixed_protocols`` for the caption).
+            ``metric``, ``value``, ``ci_low``, ``ci_high``, ``n``, and for the caption
+            ``mixed_protocols`` and ``metric_protocol_id``, else ``protocol_id``).
         pairs: the report's all-pairs comparisons (``report_pairs.csv``), verdicts read as
             ``explainer`` vs ``reference``.
         metrics: the registered metric names the runs computed.

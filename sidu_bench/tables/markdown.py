@@ -244,7 +244,16 @@ def report_markdown(
         lines.append("")
     lines += [f"- **sidu-bench versions**: {', '.join(sorted({str(r['version']) for r in runs}))}"]
     ids = ", ".join(sorted({str(run["protocol_id"]) for run in runs}))
-    lines += [f"- **protocol id(s)**: {ids}", "", "## Protocol", ""]
+    lines += [f"- **protocol id(s)** (each run's whole protocol object): {ids}"]
+    if "metric_protocol_id" in table.columns:
+        by_id = table.groupby("metric_protocol_id", sort=False)["metric"].unique()
+        listed = "; ".join(f"{key} ({', '.join(map(str, names))})" for key, names in by_id.items())
+        lines += [
+            "- **protocol id of each statistic's numbers** (the run-wide fields and its metric's "
+            "entry, not the other metrics a run computed; a statistic under one id was measured "
+            f"the same way in every cell): {listed}"
+        ]
+    lines += ["", "## Protocol", ""]
     lines += _flatten(protocol)
     lines += [
         "",
