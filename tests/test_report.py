@@ -291,19 +291,24 @@ def test_runs_that_differ_only_in_metrics_share_a_table_on_their_common_metrics(
         build_report([first, changed], out=tmp_path / "out2")
 
 
-def test_a_cell_shows_only_the_metrics_its_runs_computed(tmp_path):
-    """A metric one (data set, model) cell computed is absent, not "undefined", from another."""
+@pytest.fixture(scope="module")
+def with_and_without_emprt(tmp_path_factory):
+    """Two cells: synthetic_cnn with pointing_game and eMPRT, "other_cnn" with pointing_game."""
+    root = tmp_path_factory.mktemp("emprt")
     common = [*SMALL, "--explainers", "sidu,center"]
-    sanity = ["--metrics", "pointing_game,emprt", "--out", str(tmp_path / "a")]
-    assert main(["evaluate", *common, *sanity]) == 0
-    plain = ["--metrics", "pointing_game", "--out", str(tmp_path / "b")]
-    assert main(["evaluate", *common, *plain]) == 0
+    for out, metrics in (("a", "pointing_game,emprt"), ("b", "pointing_game")):
+        assert main(["evaluate", *common, "--metrics", metrics, "--out", str(root / out)]) == 0
 
     def rename_model(config):
         config["model"] = "other_cnn"
 
-    other = copy_run(tmp_path / "b" / RUN_NAME, tmp_path / "c" / RUN_NAME, rename_model)
-    build_report([tmp_path / "a" / RUN_NAME, other], out=tmp_path / "out")
+    other = copy_run(root / "b" / RUN_NAME, root / "c" / RUN_NAME, rename_model)
+    return root / "a" / RUN_NAME, other
+
+
+def test_a_cell_shows_only_the_metrics_its_runs_computed(with_and_without_emprt, tmp_path):
+    """A metric one (data set, model) cell computed is absent, not "undefined", from another."""
+    build_report(list(with_and_without_emprt), out=tmp_path / "out")
     assert not (tmp_path / "out" / "faithfulness_vs_cost.png").exists(), "no insertion AUC"
     table = read_report(tmp_path / "out")
     assert set(table[table["model"] == "other_cnn"]["metric"]) == {
@@ -324,25 +329,12 @@ def test_a_cell_shows_only_the_metrics_its_runs_computed(tmp_path):
     assert "| synthetic | other_cnn | emprt |" not in text
 
 
-def test_runs_with_more_metrics_share_each_common_metrics_protocol_id(tmp_path):
+def test_runs_with_more_metrics_share_each_common_metrics_protocol_id(
+    with_and_without_emprt, tmp_path
+):
     """The run ids differ (one run also computed eMPRT); each shared statistic has one id."""
-    common = [*SMALL, "--explainers", "sidu,center"]
-    assert (
-        main(
-            ["evaluate", *common, "--metrics", "pointing_game,emprt", "--out", str(tmp_path / "a")]
-        )
-        == 0
-    )
-    assert (
-        main(["evaluate", *common, "--metrics", "pointing_game", "--out", str(tmp_path / "b")]) == 0
-    )
-
-    def rename_model(config):
-        config["model"] = "other_cnn"
-
-    first = tmp_path / "a" / RUN_NAME
-    other = copy_run(tmp_path / "b" / RUN_NAME, tmp_path / "c" / RUN_NAME, rename_model)
-    build_report([first, other], out=tmp_path / "out", latex=True)
+    first, _ = with_and_without_emprt
+    build_report(list(with_and_without_emprt), out=tmp_path / "out", latex=True)
     table = read_report(tmp_path / "out")
     assert table["protocol_id"].nunique() == 2
     hits = table[table["metric"] == "pointing_game_hit_rate"]

@@ -372,20 +372,17 @@ def prepare_run(run: BuiltRun, *, fresh: bool = False) -> PreparedRun:
     )
     order = run.dataset.order(limit=config.limit, seed=config.seed)
     rank, world = distributed.rank_and_world()
-    stored = StoredItems(folder)
-    item_ids = run.dataset.item_ids
+    stored, item_ids = StoredItems(folder), run.dataset.item_ids
+    # rank 0 reads every rank's items once: it decides whether config.json is written
+    results = {i: stored.get(item_ids[i]) for i in (order if rank == 0 else order[rank::world])}
     if rank == 0:
-        work_left = any(missing_labels(stored.get(item_ids[i]), config) for i in order)
+        work_left = any(missing_labels(result, config) for result in results.values())
         write_folder_config(folder, stored_config, requested, work_left=work_left)
     distributed.barrier()
     _log_header(config, run.dataset, setup, len(order), world)
     mine = list(zip(range(rank, len(order), world), order[rank::world], strict=True))
-    finished = {}
-    for _, index in mine:
-        result = stored.get(item_ids[index])
-        if result is not None:
-            finished[result.item_id] = result
-    pending = [(p, i) for p, i in mine if missing_labels(finished.get(item_ids[i]), config)]
+    finished = {r.item_id: r for _, i in mine if (r := results[i]) is not None}
+    pending = [(p, i) for p, i in mine if missing_labels(results[i], config)]
     return PreparedRun(context, order, rank, world, finished, pending, len(mine))
 
 
@@ -437,9 +434,9 @@ def write_folder_config(
         return
     merged = with_earlier_environments(stored, requested)
     environment = {"environment", EARLIER_ENVIRONMENTS}
-    same_run = all(
-        stored.get(key) == merged.get(key) for key in (set(stored) | set(merged)) - environment
-    )
+    same_run = {k: v for k, v in stored.items() if k not in environment} == {
+        k: v for k, v in merged.items() if k not in environment
+    }
     if work_left or not same_run:
         folder.write_config(merged)
 

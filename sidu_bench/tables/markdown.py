@@ -361,9 +361,9 @@ def _ranking_section(
     lines += ["", "| data set | model | metric | ranking |", "|---|---|---|---|"]
     ranked = table[table["rank"].notna()].sort_values("rank", kind="stable")
     for (dataset, model), row in ranked.groupby(["dataset", "model"], sort=False):
-        cell = table[(table["dataset"] == dataset) & (table["model"] == model)]
+        computed = set(table[(table["dataset"] == dataset) & (table["model"] == model)]["metric"])
         for metric, paired in ranked_metrics(metrics).items():
-            if not (cell["metric"] == metric).any():  # the cell's runs did not compute it
+            if metric not in computed:  # the cell's runs did not compute it
                 continue
             part = row[row["metric"] == metric]
             order = " · ".join(f"{cell.rank}. {cell.explainer}" for cell in part.itertuples())
