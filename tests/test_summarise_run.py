@@ -88,6 +88,49 @@ def test_committed_summary_is_current(committed_copy):
         assert (committed_copy / name).read_text() == (COMMITTED / name).read_text(), name
 
 
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+GRID_RUNS = sorted(RESULTS.glob("reference*/*-efficientnet_lite*"))
+"""The committed reference grids: protocol 4 (``reference/``) and protocol 2 (``reference-v2/``,
+re-summarised for the trust section with its figures kept as its runs drew them)."""
+
+
+def summarised_copy(run, tmp_path):
+    """``summarise`` run on a copy of a finished cell as a fresh clone has it (no ``items/``)."""
+    if not (run / "records.csv").is_file():
+        pytest.skip(f"{run.name} is not finished (no records.csv)")
+    copy = Path(shutil.copytree(run, tmp_path / run.name, ignore=shutil.ignore_patterns("items")))
+    summarise_run(copy)
+    return copy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", GRID_RUNS, ids=[f"{r.parent.name}/{r.name}" for r in GRID_RUNS])
+def test_each_committed_grid_summary_equals_summarise_of_its_records(run, tmp_path):
+    copy = summarised_copy(run, tmp_path)
+    for name in ("summary.csv", "summary.md"):
+        assert (copy / name).read_text() == (run / name).read_text(), name
+
+
+PROTOCOL_4_RUNS = [run for run in GRID_RUNS if run.parent.name == "reference"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", PROTOCOL_4_RUNS, ids=[r.name for r in PROTOCOL_4_RUNS])
+def test_each_protocol_4_cell_figure_equals_summarise_of_its_figure_data(run, tmp_path):
+    import matplotlib
+    from PIL import Image
+
+    drawn_by = {Image.open(path).info.get("Software") for path in run.glob("figures/*.png")}
+    installed = f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"
+    if drawn_by != {installed}:
+        pytest.skip(f"figures drawn by {sorted(map(str, drawn_by))}, not by {installed}")
+    copy = summarised_copy(run, tmp_path)
+    names = sorted(path.name for path in (run / "figures").glob("*.png"))
+    assert names == ["curves.png", "overlays.png"]
+    for name in names:
+        assert (copy / "figures" / name).read_bytes() == (run / "figures" / name).read_bytes()
+
+
 def test_comparison_columns_hold_the_reference_comparisons(committed_copy):
     table = summarise_run(committed_copy).set_index("explainer")
     written = pd.read_csv(committed_copy / "summary.csv").set_index("explainer")
