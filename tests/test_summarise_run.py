@@ -94,21 +94,33 @@ GRID_RUNS = sorted(RESULTS.glob("reference*/*-efficientnet_lite*"))
 re-summarised for the trust section with its figures kept as its runs drew them)."""
 
 
-def summarised_copy(run, tmp_path):
-    """``summarise`` run on a copy of a finished cell as a fresh clone has it (no ``items/``)."""
+def skip_unfinished(run):
+    """Skip a cell that is still running (no ``records.csv`` yet)."""
     if not (run / "records.csv").is_file():
         pytest.skip(f"{run.name} is not finished (no records.csv)")
-    copy = Path(shutil.copytree(run, tmp_path / run.name, ignore=shutil.ignore_patterns("items")))
-    summarise_run(copy)
-    return copy
+
+
+@pytest.fixture(scope="module")
+def summarised(tmp_path_factory):
+    """``summarise`` run once per cell on a copy as a fresh clone has it (no ``items/``)."""
+    copies = {}
+
+    def copy_of(run):
+        if run not in copies:
+            target = tmp_path_factory.mktemp("grid") / run.name
+            copies[run] = Path(shutil.copytree(run, target, ignore=shutil.ignore_patterns("items")))
+            summarise_run(copies[run])
+        return copies[run]
+
+    return copy_of
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("run", GRID_RUNS, ids=[f"{r.parent.name}/{r.name}" for r in GRID_RUNS])
-def test_each_committed_grid_summary_equals_summarise_of_its_records(run, tmp_path):
-    copy = summarised_copy(run, tmp_path)
+def test_each_committed_grid_summary_equals_summarise_of_its_records(run, summarised):
+    skip_unfinished(run)
     for name in ("summary.csv", "summary.md"):
-        assert (copy / name).read_text() == (run / name).read_text(), name
+        assert (summarised(run) / name).read_text() == (run / name).read_text(), name
 
 
 PROTOCOL_4_RUNS = [run for run in GRID_RUNS if run.parent.name == "reference"]
@@ -116,19 +128,21 @@ PROTOCOL_4_RUNS = [run for run in GRID_RUNS if run.parent.name == "reference"]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("run", PROTOCOL_4_RUNS, ids=[r.name for r in PROTOCOL_4_RUNS])
-def test_each_protocol_4_cell_figure_equals_summarise_of_its_figure_data(run, tmp_path):
+def test_each_protocol_4_cell_figure_equals_summarise_of_its_figure_data(run, summarised):
     import matplotlib
     from PIL import Image
 
+    skip_unfinished(run)
     drawn_by = {Image.open(path).info.get("Software") for path in run.glob("figures/*.png")}
     installed = f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"
     if drawn_by != {installed}:
         pytest.skip(f"figures drawn by {sorted(map(str, drawn_by))}, not by {installed}")
-    copy = summarised_copy(run, tmp_path)
     names = sorted(path.name for path in (run / "figures").glob("*.png"))
     assert names == ["curves.png", "overlays.png"]
     for name in names:
-        assert (copy / "figures" / name).read_bytes() == (run / "figures" / name).read_bytes()
+        assert (summarised(run) / "figures" / name).read_bytes() == (
+            run / "figures" / name
+        ).read_bytes()
 
 
 def test_comparison_columns_hold_the_reference_comparisons(committed_copy):
