@@ -24,8 +24,8 @@ from sidu_bench.runner import RunFolder
 
 RUN_NAME = "synthetic-synthetic_cnn"
 EXPLAINERS = "sidu,gradcam,center,random"
-GRID = sorted(Path("results/reference-v2").glob("*-efficientnet_lite*"))
-"""The committed reference grid (protocol 2, 336 items) until its protocol-4 re-run is done."""
+GRID = sorted(Path("results/reference").glob("*-efficientnet_lite*"))
+"""The committed reference grid (protocol 4, six cells, 336 items)."""
 READY_TARGET_MS = 2000
 
 

@@ -20,7 +20,7 @@ from sidu_bench.stats import (
 from sidu_bench.tables.latex import escape_latex, report_latex, standalone_latex
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "results" / "reference-v2" / "report"
+REPORT = ROOT / "results" / "report"
 NAN = math.nan
 UP, DOWN = "$^{\\uparrow}$", "$^{\\downarrow}$"
 PROTOCOL = "abc123def456"
@@ -358,7 +358,7 @@ def test_the_small_tables_compile(small, tmp_path):
 @needs_pdflatex
 @pytest.mark.skipif(
     not (REPORT / "report.csv").is_file() or not (REPORT / "report_pairs.csv").is_file(),
-    reason="results/reference-v2/report/report.csv and report_pairs.csv are not in this checkout",
+    reason="results/report/report.csv and report_pairs.csv are not in this checkout",
 )
 def test_the_real_report_compiles(tmp_path):
     table = pd.read_csv(REPORT / "report.csv")
