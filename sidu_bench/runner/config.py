@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSION = 4
 READABLE_PROTOCOL_VERSIONS = (2, 3, 4)
 """The protocol versions whose run folders this version reads: the current and the previous,
-and 2 while the committed protocol-2 reference grid (results/reference-v2) is not yet replaced."""
+and 2 for the committed protocol-2 reference grid (results/reference-v2), kept beside its
+protocol-4 re-run (results/reference) for comparison."""
 RESUMABLE_FIELDS = ("limit", "explainers", "batch_size", "device", "root", "download", "backend")
 """Fields that may change when a run is resumed: they select work, not how it is scored."""
 
